@@ -1,0 +1,56 @@
+"""Errors that name the field path and the reason, so a user can fix the input in one go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where (a dotted path such as ``spec.egress[0].ports[1].port``) and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+class ZonectlError(Exception):
+    """Base of every error zonectl raises on purpose."""
+
+
+class ValidationError(ZonectlError):
+    """Invalid input; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Iterable[Problem] | str, *, source: str = "") -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "; ".join(str(p) for p in self.problems))
+
+    def prefixed(self, source: str) -> "ValidationError":
+        """The same problems, attributed to an object (e.g. ``SecurityZonePolicy web/allow-https``)."""
+        return ValidationError(self.problems, source=source)
+
+
+class Collector:
+    """Gathers problems while validating, so one pass reports all of them."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, reason: str) -> None:
+        self.problems.append(Problem(path, reason))
+
+    def extend(self, err: ValidationError, prefix: str = "") -> None:
+        for p in err.problems:
+            path = f"{prefix}.{p.path}" if prefix and p.path else (prefix or p.path)
+            self.problems.append(Problem(path, p.reason))
+
+    def raise_if_any(self, source: str = "") -> None:
+        if self.problems:
+            raise ValidationError(self.problems, source=source)
