@@ -54,8 +54,6 @@ class Nat64Prefix:
             raise ValidationError(
                 f"NAT64 prefix {self.network} must be /32, /40, /48, /56, /64 or /96 (RFC 6052)"
             )
-        if self.network.prefixlen < 96 and int(self.network.network_address) >> 56 & 0xFF:
-            raise ValidationError(f"NAT64 prefix {self.network}: bits 64-71 must be zero (RFC 6052 'u' octet)")
 
     @classmethod
     def parse(cls, text: str) -> "Nat64Prefix":
