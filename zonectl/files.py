@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import Any, Iterable
@@ -48,7 +49,6 @@ def node_cidrs(docs: Iterable[dict[str, Any]]) -> list[IPv6Network]:
             candidates = list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
             ann = (doc.get("metadata") or {}).get("annotations") or {}
             if not candidates and "k8s.ovn.org/node-subnets" in ann:
-                import json
                 try:
                     subnets = json.loads(ann["k8s.ovn.org/node-subnets"]).get("default", [])
                     candidates = [subnets] if isinstance(subnets, str) else list(subnets)
@@ -57,9 +57,10 @@ def node_cidrs(docs: Iterable[dict[str, Any]]) -> list[IPv6Network]:
         elif isinstance(doc.get("cidrs"), list):
             candidates = [str(c) for c in doc["cidrs"]]
         for c in candidates:
-            try:
-                net = IPv6Network(c)
-            except ValueError:
+            if "." in c:
                 continue  # an IPv4 podCIDR on a dual-stack node: not ours
-            out.append(net)
+            try:
+                out.append(IPv6Network(c))
+            except ValueError as exc:
+                raise ValidationError(f"node CIDR {c!r}: {exc}") from None
     return out

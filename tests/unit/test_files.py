@@ -1,0 +1,60 @@
+"""Reading user files: multi-document YAML, `kind: List` dumps, node podCIDRs."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Network
+from pathlib import Path
+
+import pytest
+
+from zonectl.core.errors import ValidationError
+from zonectl.files import load_documents, node_cidrs, of_kind
+
+NODES_DUMP = """
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: ovn-worker}
+  spec: {podCIDR: fd00:10:244:2::/64, podCIDRs: [fd00:10:244:2::/64]}
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: ovn-worker2
+    annotations:
+      k8s.ovn.org/node-subnets: '{"default":["fd00:10:244:3::/64"]}'
+  spec: {}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: dual}
+  spec: {podCIDRs: [10.244.4.0/24, fd00:10:244:4::/64]}
+"""
+
+
+def test_kubectl_nodes_dump(tmp_path: Path) -> None:
+    f = tmp_path / "nodes.yaml"
+    f.write_text(NODES_DUMP)
+    assert node_cidrs(load_documents([f])) == [IPv6Network(f"fd00:10:244:{i}::/64") for i in (2, 3, 4)]
+
+
+def test_plain_cidr_list_and_bad_cidr(tmp_path: Path) -> None:
+    assert node_cidrs([{"cidrs": ["fd00:10:244:9::/64"]}]) == [IPv6Network("fd00:10:244:9::/64")]
+    with pytest.raises(ValidationError, match="node CIDR 'fd00:zz::/64'"):
+        node_cidrs([{"cidrs": ["fd00:zz::/64"]}])
+
+
+def test_directory_and_multi_document(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("kind: SecurityZone\n---\nkind: SecurityZonePolicy\n---\n")
+    (tmp_path / "b.yml").write_text("kind: SecurityZone\n")
+    docs = load_documents([tmp_path])
+    assert len(of_kind(docs, "SecurityZone")) == 2 and len(docs) == 3
+
+
+def test_broken_yaml_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("kind: [unclosed\n")
+    with pytest.raises(ValidationError, match="bad.yaml"):
+        load_documents([f])
+    with pytest.raises(ValidationError, match="missing.yaml"):
+        load_documents([tmp_path / "missing.yaml"])
