@@ -263,7 +263,8 @@ def parse_policy(body: Mapping[str, Any], registry: ZoneRegistry) -> Policy:
         d_out = _enum(defaults.get("egress"), ACTIONS, "spec.defaultAction.egress", errs, default="") or None
     ingress = _parse_rules(spec.get("ingress"), "ingress", registry, errs)
     egress = _parse_rules(spec.get("egress"), "egress", registry, errs)
-    if not ingress and not egress and d_in is None and d_out is None:
+    # Judged on the input, not on the parsed rules: a rule dropped for another error must not add this one.
+    if not spec.get("ingress") and not spec.get("egress") and d_in is None and d_out is None:
         errs.add("spec", "has no ingress or egress rules and no defaultAction: it would do nothing")
     errs.raise_if_any(source)
     generation = meta.get("generation") or 0

@@ -1,0 +1,180 @@
+"""The egress gateway with real packets: zones allowed and denied, shared and own IPv4 egress,
+Tayga supervision, idempotent re-apply, bad input refused, other people's rules untouched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.request
+
+import pytest
+
+from gwlab import ALLOW_LAB, CONFIG, POD_ZONES, ZONES, reach, reach_all, registry, ruleset, running
+from zonectl.core.errors import ValidationError
+from zonectl.core.nat64 import Nat64Prefix
+from zonectl.gateway.config import parse_gateway
+from zonectl.gateway.gateway import GatewayError
+from zonectl.gateway.metrics import MetricsServer
+from zonectl.gateway.tayga import read_dynamic_map
+from zonectl.gateway.testbed import GATEWAY_V4, wait_for
+
+SERVER_ECHO = "fd64:ff9b::c000:20a"
+
+
+def test_zones_allowed_denied_and_each_zone_seen_by_its_egress_address() -> None:
+    with running() as (bed, gw):
+        got = reach_all(bed, POD_ZONES)
+        # shared pool: masqueraded to the uplink address
+        assert got["dmz"] == (str(GATEWAY_V4), str(GATEWAY_V4), SERVER_ECHO)
+        # own pools: each zone is SNATed to its own address, so IPv4-only firewalls still see the zone
+        assert got["web"] == ("198.51.100.21", "198.51.100.21", SERVER_ECHO)
+        assert got["api"] == ("198.51.100.22", "198.51.100.22", SERVER_ECHO)
+        # a zone whose policy denies, a zone with no policy, an undefined zone id: all dropped
+        for label in ("db", "batch", "rogue"):
+            assert got[label] == (None, None, None), label
+        # a port the policy does not allow is dropped even for an allowed zone
+        assert bed.probe("dmz", "tcp", SERVER_ECHO, port=8081, timeout=0.5) is None
+        totals = gw.status().zone_totals
+        assert totals[("dmz", "allow")][0] > 0 and totals[("web", "allow")][0] > 0
+        assert totals[("db", "deny")][0] > 0 and totals[("batch", "deny")][0] > 0
+        assert totals[("-", "deny")][0] > 0  # the fail-closed rule caught the undefined zone
+        assert ("db", "allow") not in totals or totals[("db", "allow")][0] == 0
+        # each own-pool zone got its own Tayga instance and pool
+        assert sorted(gw.taygas) == ["api", "shared", "web"]
+
+
+def test_reapply_changes_no_rule_and_keeps_counters() -> None:
+    with running({"dmz": 0x2000}) as (bed, gw):
+        assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
+        before = gw.ip6t.counters()
+        save_before = bed.gateway.run(["ip6tables-save"]).stdout
+        nft_before = bed.gateway.run(["nft", "list", "ruleset"]).stdout
+        reg = registry()
+        report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
+        assert report.changes == []
+        assert gw.ip6t.counters() == before  # nothing was reloaded: counters are intact
+        assert bed.gateway.run(["ip6tables-save"]).stdout.split("\n", 1)[1] == save_before.split("\n", 1)[1]
+        assert bed.gateway.run(["nft", "list", "ruleset"]).stdout == nft_before
+
+
+def test_killed_tayga_is_restarted_and_traffic_flows_again() -> None:
+    with running({"dmz": 0x2000}) as (bed, gw):
+        assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
+        shared = gw.taygas["shared"]
+        old_pid = shared.pid
+        os.kill(old_pid, signal.SIGKILL)
+        assert wait_for(lambda: shared.restarts == 1 and shared.pid not in (None, old_pid), timeout=10)
+        assert shared.wait_up(timeout=10)
+        assert reach(bed, "dmz") == (str(GATEWAY_V4), str(GATEWAY_V4), SERVER_ECHO)
+        assert 'zonectl_tayga_restarts_total{instance="shared"} 1' in gw.metrics_text()
+        assert 'zonectl_tayga_up{instance="shared"} 1' in gw.metrics_text()
+
+
+def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
+    with running({"dmz": 0x2000}) as (bed, gw):
+        assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
+        shared = gw.taygas["shared"]
+        old_pid = shared.pid
+        cfg = parse_gateway({"uplink": "uplink", "stateDir": gw.cfg.state_dir, "metrics": {"listen": None},
+                             "staticMaps": [{"ipv4": "198.51.100.80", "ipv6": "fd00:10:96::80"}]})
+        gw.cfg = cfg
+        reg = registry()
+        report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
+        assert report.changes == ["tayga shared restarted with new config"]
+        assert shared.pid not in (None, old_pid) and shared.restarts == 0  # controlled, not a crash
+        assert "map 198.51.100.80 fd00:10:96::80" in shared.conf_path.read_text()
+        (entry,) = read_dynamic_map(shared.data_dir)  # written on SIGTERM, read back by the new process
+        assert entry.ipv6 == bed.pods["dmz"].address
+        assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
+        assert 'zonectl_tayga_dynamic_mappings{instance="shared"} 1' in gw.metrics_text()
+
+
+def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
+    with running({"dmz": 0x2000, "db": 0x3000}) as (bed, gw):
+        pid = gw.taygas["shared"].pid
+        rules_before = bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout.split("\n", 1)[1]
+        reg = registry()
+        # 1. a policy that does not compile never reaches the gateway (the core refuses it)
+        with pytest.raises(ValidationError, match="unknown zone"):
+            ruleset(ALLOW_LAB.replace("zones: [db]", "zones: [nope]"), reg)
+        # 2. the well-known prefix with a non-global destination: refused with the reason and a fix
+        wkpf = Nat64Prefix.parse("64:ff9b::/96")
+        with pytest.raises(GatewayError, match=r"well-known prefix.*192.0.2.0/24.*fd64:ff9b::/96") as exc:
+            gw.apply_inputs(wkpf, reg, ruleset(ALLOW_LAB, reg, wkpf))
+        assert "previous state kept" in str(exc.value)
+        # 3. a zone pool overlapping the shared pool
+        bad_zones = ZONES.replace("100.64.21.0/24", "100.64.0.0/25")
+        with pytest.raises(GatewayError, match="overlaps"):
+            gw.apply_inputs(CONFIG.nat64, registry(bad_zones), ruleset(ALLOW_LAB, registry(bad_zones)))
+        # 4. an uplink that does not exist (found in pre-flight, before anything is touched)
+        gw.cfg = parse_gateway({"uplink": "nosuchlink", "stateDir": gw.cfg.state_dir})
+        with pytest.raises(GatewayError, match="nosuchlink does not exist"):
+            gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB.replace("8080", "8081"), reg))
+        assert gw.taygas["shared"].pid == pid
+        assert bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout.split("\n", 1)[1] == rules_before
+        assert reach(bed, "dmz")[0] == str(GATEWAY_V4) and reach(bed, "db", 0.5)[0] is None
+        assert 'zonectl_gateway_applies_total{result="error"} 3' in gw.metrics_text()
+
+
+def test_policy_change_applies_atomically() -> None:
+    with running({"dmz": 0x2000}) as (bed, gw):
+        assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
+        reg = registry()
+        deny = ALLOW_LAB.replace("action: Allow", "action: Deny")
+        report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(deny, reg))
+        assert report.changes == ["ip6tables zone filter"]
+        assert reach(bed, "dmz", 0.5) == (None, None, None)
+
+
+def test_rules_of_others_are_untouched() -> None:
+    with running({"dmz": 0x2000}) as (bed, gw):
+        g = bed.gateway
+        g.run(["ip6tables", "-N", "OTHER"])
+        g.run(["ip6tables", "-A", "OTHER", "-s", "2001:db8::/32", "-j", "ACCEPT"])
+        g.run(["ip6tables", "-I", "FORWARD", "1", "-s", "2001:db8:1::/48", "-j", "OTHER"])
+        g.run(["ip6tables", "-t", "mangle", "-A", "PREROUTING", "-s", "2001:db8:2::/48", "-j", "MARK", "--set-mark", "7"])
+        g.run(["nft", "add table ip other; add chain ip other c { type filter hook forward priority 5; }; "
+                      "add rule ip other c ip saddr 192.0.2.0/24 counter accept"])
+        g.run(["ip", "-6", "rule", "add", "fwmark", "7", "lookup", "77", "priority", "100"])
+        g.run(["ip", "-6", "route", "add", "2001:db8:5::/48", "dev", "uplink", "table", "77"])
+
+        def foreign() -> tuple[str, ...]:
+            save = g.run(["ip6tables-save"]).stdout
+            return (
+                "\n".join(l for l in save.splitlines() if "zonectl" not in l.lower() and not l.startswith(("#", ":"))),
+                g.run(["nft", "list", "table", "ip", "other"]).stdout,
+                "\n".join(l for l in g.run(["ip", "-6", "rule"]).stdout.splitlines() if "proto 90" not in l),
+                g.run(["ip", "-6", "route", "show", "table", "77"]).stdout,
+            )
+
+        before = foreign()
+        reg = registry()
+        gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB.replace("8080", "8081"), reg))  # a real change
+        assert foreign() == before
+        gw.close(cleanup=True)  # and removing all of zonectl's state
+        after = foreign()
+        assert [l for l in before[0].splitlines()] == [l for l in after[0].splitlines()]
+        assert before[1:] == after[1:]
+        assert "ZONECTL" not in g.run(["ip6tables-save"]).stdout
+        assert "zonectl" not in g.run(["nft", "list", "tables"]).stdout
+
+
+def test_metrics_endpoint_serves_prometheus_text() -> None:
+    with running({"dmz": 0x2000, "rogue": 0x4000}) as (bed, gw):
+        reach_all(bed, ["dmz", "rogue"], 0.5)
+        server = MetricsServer("127.0.0.1:0", gw.metrics_text, gw.healthy).start()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
+                body = resp.read().decode()
+                assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as resp:
+                assert resp.status == 200
+        finally:
+            server.close()
+        values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                  if line and not line.startswith("#")}
+        assert values['zonectl_gateway_packets_total{zone="dmz",action="allow"}'] >= 3
+        assert values['zonectl_gateway_packets_total{zone="-",action="deny"}'] >= 3
+        assert values['zonectl_gateway_bytes_total{zone="dmz",action="allow"}'] > 100
+        assert values['zonectl_tayga_up{instance="shared"}'] == 1
+        assert values['zonectl_gateway_packets_total{zone="db",action="allow"}'] == 0

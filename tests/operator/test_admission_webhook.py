@@ -1,0 +1,168 @@
+"""The admission webhooks through kopf's real webhook server over HTTPS, with AdmissionReview bodies."""
+
+from __future__ import annotations
+
+import copy
+
+import jsonpatch
+import pytest
+
+from zonectl.operator.config import parse_controller_config
+from zonectl.operator.handlers import POD_WEBHOOK, POLICY_WEBHOOK, ZONE_WEBHOOK
+
+from opkit import config_body, decode_patch, make_state, new_controller, pod, policy_bodies, review, run, serve_webhooks, zone_bodies
+
+HINT = "zonectl.io/ipam-hint"
+DMZ_HINT = "::2000:0:0:0"  # 0x2000 shifted into bits 64-79
+
+
+def patched(obj: dict, response: dict) -> dict:
+    return jsonpatch.apply_patch(copy.deepcopy(obj), decode_patch(response))
+
+
+def admit(ctl, tls, *calls):
+    """Run (webhook, review) pairs against one server; return the responses."""
+    async def go():
+        async with serve_webhooks(ctl, tls) as post:
+            return [await post(w, r) for w, r in calls]
+    return run(go())
+
+
+@pytest.fixture
+def ctl(op_config, state):
+    return new_controller(op_config, state)
+
+
+def test_zone_label_gets_hint(ctl, tls_files):
+    obj = pod(labels={"securityZone": "dmz", "app": "web"})
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(obj)))
+    assert resp["response"]["allowed"] is True
+    assert resp["response"]["patchType"] == "JSONPatch"
+    assert patched(obj, resp)["metadata"]["annotations"] == {HINT: DMZ_HINT}
+    # the uid is echoed, as the API server requires
+    assert resp["response"]["uid"]
+
+
+def test_namespace_allowed_by_selector_gets_hint(ctl, tls_files):
+    obj = pod(namespace="edge", labels={"securityZone": "dmz"})
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(obj)))
+    assert patched(obj, resp)["metadata"]["annotations"][HINT] == DMZ_HINT
+
+
+def test_spoofed_hint_is_overridden(ctl, tls_files):
+    spoof = pod(labels={"securityZone": "dmz"}, annotations={HINT: "::3000:0:0:0", "keep": "me"})
+    no_zone = pod(name="q", labels={"app": "x"}, annotations={HINT: "::3000:0:0:0"})
+    r1, r2 = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)), (POD_WEBHOOK, review(no_zone)))
+    assert r1["response"]["allowed"] and r2["response"]["allowed"]
+    assert patched(spoof, r1)["metadata"]["annotations"] == {HINT: DMZ_HINT, "keep": "me"}
+    assert "replaced" in r1["response"]["warnings"][0]
+    assert HINT not in patched(no_zone, r2)["metadata"].get("annotations", {})
+    assert "removed" in r2["response"]["warnings"][0]
+
+
+def test_spoofed_hint_denied_in_deny_mode(state, tls_files):
+    config = parse_controller_config(config_body(spoofedHint="deny"))
+    ctl = new_controller(config, make_state(config))
+    spoof = pod(labels={"securityZone": "dmz"}, annotations={HINT: "::3000:0:0:0"})
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)))
+    assert resp["response"]["allowed"] is False
+    assert resp["response"]["status"]["code"] == 403
+    assert HINT in resp["response"]["status"]["message"]
+    assert "patch" not in resp["response"]
+
+
+def test_unauthorized_zone_denied_naming_zone_and_namespace(ctl, tls_files):
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(namespace="web-apps", labels={"securityZone": "dmz"}))))
+    r = resp["response"]
+    assert r["allowed"] is False and r["status"]["code"] == 403
+    assert "'dmz'" in r["status"]["message"] and "'web-apps'" in r["status"]["message"]
+    assert "patch" not in r
+
+
+def test_unknown_zone_denied(ctl, tls_files):
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(labels={"securityZone": "dmzz"}))))
+    r = resp["response"]
+    assert r["allowed"] is False and r["status"]["code"] == 400
+    assert "unknown security zone 'dmzz'" in r["status"]["message"]
+    assert "db, dmz, web" in r["status"]["message"]
+
+
+def test_no_label_no_hint(ctl, tls_files):
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(labels={"app": "x"}))))
+    assert resp["response"]["allowed"] is True
+    assert "patch" not in resp["response"]
+
+
+def test_dry_run_same_answer_no_side_effects(ctl, tls_files):
+    spoof = pod(labels={"securityZone": "dmz"}, annotations={HINT: "::1:0:0:0"})
+    counter = ctl.metrics.admission_total.labels("pod", "spoof-replaced")
+    dry, = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof, dry_run=True)))
+    assert counter._value.get() == 0  # no counting, no audit line for a dry run
+    real, = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)))
+    assert counter._value.get() == 1
+    assert decode_patch(dry) == decode_patch(real) and dry["response"]["allowed"] is True
+    assert patched(spoof, dry)["metadata"]["annotations"][HINT] == DMZ_HINT
+
+
+def test_update_hint_is_immutable_and_label_change_reported(ctl, tls_files):
+    old = pod(labels={"securityZone": "dmz"}, annotations={HINT: DMZ_HINT})
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"]["securityZone"] = "web"
+    new["metadata"]["annotations"][HINT] = "::2100:0:0:0"
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(new, operation="UPDATE", old=old)))
+    r = resp["response"]
+    assert r["allowed"] is True
+    assert patched(new, resp)["metadata"]["annotations"][HINT] == DMZ_HINT
+    assert any("keeps its address" in w for w in r["warnings"])
+
+
+def test_admission_latency_is_measured(ctl, tls_files):
+    admit(ctl, tls_files, *[(POD_WEBHOOK, review(pod(labels={"securityZone": "dmz"})))] * 3)
+    text = ctl.metrics.exposition().decode()
+    assert 'zonectl_admission_duration_seconds_count{webhook="pod-zone-hint"} 3.0' in text
+
+
+def _policy(namespace: str, zones: list[str], priority: int = 500) -> dict:
+    return {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
+            "metadata": {"name": "p", "namespace": namespace, "generation": 1},
+            "spec": {"zones": zones, "priority": priority, "defaultAction": {"ingress": "Deny"}}}
+
+
+def test_policy_authority(ctl, tls_files):
+    tenant_db = _policy("web-apps", ["db"])
+    tenant_web = _policy("web-apps", ["web"])
+    tenant_low = _policy("web-apps", ["web"], priority=10)
+    admin_db = _policy("zonectl-system", ["db"], priority=10)
+    r1, r2, r3, r4 = admit(ctl, tls_files, *[(POLICY_WEBHOOK, review(p)) for p in (tenant_db, tenant_web, tenant_low, admin_db)])
+    assert r1["response"]["allowed"] is False and r1["response"]["status"]["code"] == 403
+    assert "may not place pods in zone 'db'" in r1["response"]["status"]["message"]
+    assert r2["response"]["allowed"] is True
+    assert r3["response"]["allowed"] is False and "spec.priority" in r3["response"]["status"]["message"]
+    assert r4["response"]["allowed"] is True
+
+
+def test_zone_guard(ctl, tls_files):
+    zones = {z["metadata"]["name"]: z for z in zone_bodies()}
+    for body in policy_bodies():
+        ctl.state.set_policy(f"zonectl-system/{body['metadata']['name']}", body)
+    in_use = copy.deepcopy(zones["dmz"]) | {"status": {"podCount": 3}}
+    unused = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZone", "metadata": {"name": "lab"},
+              "spec": {"id": 0x4000}}
+    clash = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZone", "metadata": {"name": "lab2"},
+             "spec": {"id": 0x2000}}
+    renumber = copy.deepcopy(in_use)
+    renumber["spec"]["id"] = 0x2200
+    r_del_used, r_del_unused, r_clash, r_new, r_renum = admit(
+        ctl, tls_files,
+        (ZONE_WEBHOOK, review(None, old=in_use, operation="DELETE", kind="SecurityZone")),
+        (ZONE_WEBHOOK, review(None, old=unused, operation="DELETE", kind="SecurityZone")),
+        (ZONE_WEBHOOK, review(clash)),
+        (ZONE_WEBHOOK, review(unused)),
+        (ZONE_WEBHOOK, review(renumber, old=in_use, operation="UPDATE")),
+    )
+    msg = r_del_used["response"]["status"]["message"]
+    assert r_del_used["response"]["allowed"] is False and "3 pods" in msg and "zonectl-system/dmz" in msg
+    assert r_del_unused["response"]["allowed"] is True
+    assert r_clash["response"]["allowed"] is False and "both use id 0x2000" in r_clash["response"]["status"]["message"]
+    assert r_new["response"]["allowed"] is True
+    assert r_renum["response"]["allowed"] is False and "changing the id" in r_renum["response"]["status"]["message"]

@@ -1,0 +1,347 @@
+"""``zonectl gateway run|apply|status``: the egress gateway from the command line.
+
+Inputs come either from the controller (``--inputs gateway.json``, the GatewayInputs document the
+operator publishes into a ConfigMap the DaemonSet mounts) or from files compiled locally
+(``--zones`` and ``--policies``, for a standalone egress host). Bad input never replaces good state:
+``run`` logs the error and keeps enforcing what it had; ``apply`` exits 2 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core.errors import ValidationError, ZonectlError
+
+from .status import PIDFILE, RESULT_FILE  # noqa: E402  (pure constants)
+log = logging.getLogger("zonectl.gateway")
+
+
+class GatewayCliError(ZonectlError):
+    pass
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything one apply needs, loaded and validated from the files named on the command line."""
+
+    config: Any  # zonectl.core.config.Config
+    gateway: Any  # GatewayConfig
+    registry: Any  # ZoneRegistry
+    ruleset: Any  # RuleSet
+
+
+def _files(args: argparse.Namespace) -> list[Path]:
+    paths = [args.config] + (args.inputs and [args.inputs] or []) + list(args.zones or []) + list(args.policies or [])
+    out: list[Path] = []
+    for p in filter(None, paths):
+        path = Path(p)
+        out += sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+    return out
+
+
+def signature(args: argparse.Namespace) -> tuple:
+    """What changes when an input file changes (mtime, size): ``run`` re-applies when it does."""
+    sig = []
+    for f in _files(args):
+        try:
+            st = f.stat()
+            sig.append((str(f), st.st_mtime_ns, st.st_size))
+        except OSError:
+            sig.append((str(f), None, None))
+    return tuple(sig)
+
+
+def load_inputs(args: argparse.Namespace) -> Inputs:
+    from ..cli import load_config
+    from ..core.rules import compile_objects
+    from ..core.zones import ZoneRegistry
+    from ..files import load_documents, of_kind
+    from .config import parse_gateway
+
+    config = load_config(args.config)
+    section = dict(config.section("gateway"))
+    if args.uplink:
+        section["uplink"] = args.uplink
+    if args.state_dir:
+        section["stateDir"] = args.state_dir
+    if getattr(args, "metrics_listen", None):
+        section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
+    gateway = parse_gateway(section)
+    if args.inputs:
+        from ..operator.gatewayfeed import load_document
+
+        try:
+            doc = json.loads(Path(args.inputs).read_text())
+        except (OSError, ValueError) as exc:
+            raise GatewayCliError(f"--inputs {args.inputs}: {exc}") from None
+        registry, ruleset = load_document(doc, config.layout)
+    else:
+        if not args.zones:
+            raise GatewayCliError("give --inputs FILE (published by the controller) or --zones/--policies files")
+        docs = load_documents(args.zones)
+        registry = ZoneRegistry.from_objects(config.layout, of_kind(docs, "SecurityZone"))
+        policies = of_kind(load_documents(args.policies or []), "SecurityZonePolicy")
+        ruleset = compile_objects(policies, registry, config.nat64)
+    return Inputs(config, gateway, registry, ruleset)
+
+
+def _gateway(inputs: Inputs, args: argparse.Namespace):
+    from .gateway import Gateway
+    from .host import Host
+
+    return Gateway(inputs.gateway, Host(args.netns))
+
+
+def _daemon_pid(state_dir: Path) -> int | None:
+    from .status import daemon_pid
+
+    return daemon_pid(state_dir)
+
+
+def _write_result(state_dir: Path, body: dict) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1))
+    os.replace(tmp, state_dir / RESULT_FILE)
+
+
+# --- run ------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .metrics import MetricsServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    inputs = load_inputs(args)  # the first load must succeed: there is no previous state to keep
+    gw = _gateway(inputs, args)
+    state_dir = Path(inputs.gateway.state_dir)
+    other = _daemon_pid(state_dir)
+    if other is not None and other != os.getpid():
+        raise GatewayCliError(f"another `zonectl gateway run` (pid {other}) already uses {state_dir}")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / PIDFILE).write_text(f"{os.getpid()}\n")
+    wake, stop = threading.Event(), threading.Event()
+    seq = 0
+
+    def apply(current: Inputs) -> None:
+        nonlocal seq
+        seq += 1
+        body: dict[str, Any] = {"seq": seq, "pid": os.getpid(), "time": time.time()}
+        try:
+            gw.cfg = current.gateway
+            report = gw.apply_inputs(current.config.nat64, current.registry, current.ruleset)
+            body.update(ok=True, changes=report.changes)
+        except ZonectlError as exc:
+            body.update(ok=False, error=str(exc), changes=[])
+        _write_result(state_dir, body)
+
+    signal.signal(signal.SIGHUP, lambda *_: wake.set())
+    signal.signal(signal.SIGTERM, lambda *_: (stop.set(), wake.set()))
+    signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
+    apply(inputs)
+    server = None
+    if inputs.gateway.metrics_listen:
+        server = MetricsServer(inputs.gateway.metrics_listen, gw.metrics_text, gw.healthy).start()
+        log.info("metrics on %s", inputs.gateway.metrics_listen)
+    last = signature(args)
+    try:
+        while not stop.is_set():
+            woke = wake.wait(args.interval)
+            wake.clear()
+            if stop.is_set():
+                break
+            now = signature(args)
+            if not woke and now == last:
+                continue
+            last = now
+            try:
+                apply(load_inputs(args))
+            except (ZonectlError, OSError) as exc:  # bad new input: keep enforcing the old one
+                log.error("inputs refused, previous state kept: %s", exc)
+                _write_result(state_dir, {"seq": seq, "ok": False, "error": str(exc), "changes": []})
+    finally:
+        if server is not None:
+            server.close()
+        gw.close(cleanup=args.cleanup_on_exit)
+        (state_dir / PIDFILE).unlink(missing_ok=True)
+    return 0
+
+
+# --- apply ----------------------------------------------------------------------------------------
+def cmd_apply(args: argparse.Namespace) -> int:
+    inputs = load_inputs(args)
+    gw = _gateway(inputs, args)
+    try:
+        plan = gw.build(inputs.config.nat64, inputs.registry, inputs.ruleset)
+    except ValidationError as exc:
+        raise ValidationError(exc.problems, source=f"refused, nothing changed: {exc.source}") from None
+    if args.dry_run:
+        gw.preflight(plan)
+        for inst in plan.instances:
+            _out(f"# --- tayga.conf ({inst.name}, {inst.tun}) ---\n{inst.conf_text}")
+        _out(f"# --- ip6tables-restore --noflush ---\n{plan.ip6tables_text()}")
+        _out(f"# --- nft -f ---\n{plan.nat_text}")
+        routes = "\n".join(f"# route {r.dst} dev {r.dev} table {r.table}" for r in sorted(plan.routes))
+        rules = "\n".join(f"# rule {r.priority}: fwmark {r.fwmark:#x}/{r.mask:#x} lookup {r.table}"
+                          for r in sorted(plan.policy_rules))
+        _out(f"# --- netlink ---\n{routes}\n{rules}".rstrip())
+        _out(f"# checked with ip6tables-restore --test, nft -c and Tayga {gw.version}: OK")
+        return 0
+    state_dir = Path(inputs.gateway.state_dir)
+    pid = _daemon_pid(state_dir)
+    if pid is not None:
+        before = _read_result(state_dir).get("seq", 0)
+        os.kill(pid, signal.SIGHUP)
+        result = _wait_result(state_dir, before + 1, args.timeout)
+        if not result.get("ok"):
+            raise GatewayCliError(f"the running gateway (pid {pid}) refused: {result.get('error')}")
+        _out(_changes_text(result.get("changes", []), f"applied by the running gateway (pid {pid})"))
+        return 0
+    report = gw.apply(plan, tayga=False)
+    _out(_changes_text(report.changes, "applied"))
+    _out("note: no `zonectl gateway run` is active for this state dir; Tayga configs are written to "
+         f"{state_dir}/tayga/*/tayga.conf but Tayga is only started and supervised by `zonectl gateway run`")
+    return 0
+
+
+def _read_result(state_dir: Path) -> dict:
+    try:
+        return json.loads((state_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_result(state_dir: Path, seq: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = _read_result(state_dir)
+        if body.get("seq", 0) >= seq:
+            return body
+        time.sleep(0.1)
+    raise GatewayCliError(f"the running gateway did not report within {timeout:.0f}s")
+
+
+def _changes_text(changes: Sequence[str], verb: str) -> str:
+    return f"{verb}: nothing changed" if not changes else f"{verb}:\n" + "\n".join(f"  {c}" for c in changes)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# --- status ---------------------------------------------------------------------------------------
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import read_status
+
+    from ..cli import load_config
+    from .config import parse_gateway
+
+    config = load_config(args.config)
+    section = dict(config.section("gateway"))
+    if args.uplink:
+        section["uplink"] = args.uplink
+    section.setdefault("uplink", "unused")
+    if args.state_dir:
+        section["stateDir"] = args.state_dir
+    from .host import Host
+
+    status = read_status(parse_gateway(section), Host(args.netns))
+    if args.output == "json":
+        _out(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        _out(_status_text(status))
+    return 0 if all(t["up"] for t in status["tayga"]) and status["tayga"] else 1
+
+
+def _status_text(status: dict) -> str:
+    lines = [f"tayga {status['taygaVersion']}, state {status['stateDir']}, "
+             f"daemon {'pid ' + str(status['daemonPid']) if status['daemonPid'] else 'not running'}"]
+    if status.get("lastApply"):
+        la = status["lastApply"]
+        lines.append(f"last apply #{la.get('seq')}: {'ok' if la.get('ok') else 'REFUSED: ' + str(la.get('error'))}")
+    lines.append(f"{'INSTANCE':<10} {'UP':<4} {'PID':<8} {'TUN':<12} {'MAPPINGS':>8} {'ACTIVE':>7}")
+    for t in status["tayga"]:
+        lines.append(f"{t['name']:<10} {('yes' if t['up'] else 'NO'):<4} {str(t['pid'] or '-'):<8} {t['tun']:<12} "
+                     f"{t['dynamicMappings']:>8} {t['activeMappings']:>7}")
+    lines.append(f"{'ZONE':<12} {'ACTION':<7} {'PACKETS':>12} {'BYTES':>14}")
+    for key, v in sorted(status["zones"].items()):
+        zone, action = key.split("/")
+        lines.append(f"{zone:<12} {action:<7} {v['packets']:>12} {v['bytes']:>14}")
+    return "\n".join(lines)
+
+
+# --- parser ---------------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
+    from ..cli import CONFIG_HELP
+
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; its `gateway` section configures the gateway")
+    if inputs:
+        p.add_argument("--inputs", metavar="FILE",
+                       help="GatewayInputs JSON published by the controller (zones + NAT64 rules); "
+                            "or use --zones/--policies")
+        p.add_argument("--zones", metavar="FILE", action="extend", nargs="+",
+                       help="files or directories with SecurityZone objects (compiled locally)")
+        p.add_argument("--policies", metavar="FILE", action="extend", nargs="+",
+                       help="files or directories with SecurityZonePolicy objects (compiled locally)")
+        p.add_argument("--uplink", metavar="IFNAME", help="override gateway.uplink")
+    else:
+        p.add_argument("--uplink", metavar="IFNAME", help=argparse.SUPPRESS)
+    p.add_argument("--state-dir", metavar="DIR", help="override gateway.stateDir")
+    p.add_argument("--netns", metavar="NAME", help="act inside this network namespace (labs and tests)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``zonectl gateway`` and its sub-commands (called by zonectl.cli)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    gp = subparsers.add_parser(
+        "gateway", formatter_class=fmt, help="egress gateway: NAT64 (Tayga), zone filter and masquerade on a host",
+        description="The egress gateway: pods' IPv6 traffic to the NAT64 prefix becomes IPv4 here.\n"
+        "Tayga translates (one instance for the shared pool, one per zone with an IPv4 pool of its own),\n"
+        "ip6tables drops NAT64-bound traffic from zones no policy allows, nftables masquerades the shared\n"
+        "pool and SNATs each own pool to its zone's egress address.",
+        epilog="examples:\n"
+        "  zonectl gateway apply --dry-run --config examples/config.yaml --zones examples/zones.yaml \\\n"
+        "      --policies examples/policies.yaml --uplink eth1\n"
+        "  zonectl gateway run --config /etc/zonectl/config.yaml --inputs /etc/zonectl/gateway.json\n"
+        "  zonectl gateway status --config /etc/zonectl/config.yaml",
+    )
+    sub = gp.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("run", formatter_class=fmt, help="apply, supervise Tayga, serve metrics, re-apply on change",
+                       description="Apply the inputs, keep Tayga running (restart with backoff when it dies),\n"
+                       "serve Prometheus metrics and re-apply when an input file changes or on SIGHUP.\n"
+                       "Input that does not validate is logged and the previous state stays in force.\n"
+                       "SIGTERM stops Tayga; the zone filter stays in place (fail closed) unless\n"
+                       "--cleanup-on-exit removes everything zonectl added.")
+    _common(p)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between input file checks (default 2)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="override gateway.metrics.listen ('off' disables)")
+    p.add_argument("--cleanup-on-exit", action="store_true", help="remove rules, routes, TUNs and NAT on exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("apply", formatter_class=fmt, help="validate and apply once (or --dry-run: print and check)",
+                       description="Validate the inputs and apply them once. With a `run` daemon active on the same\n"
+                       "state dir, ask it to re-apply (SIGHUP) and report its result. --dry-run prints\n"
+                       "tayga.conf, the ip6tables-restore and nft files and the routes, after checking them\n"
+                       "with ip6tables-restore --test, nft -c and the installed Tayga; nothing is changed.\n"
+                       "Exit status 2 (and nothing changed) when the input is refused.")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="print and check the plan; change nothing")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a running daemon (default 30)")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("status", formatter_class=fmt, help="Tayga instances, mappings and per-zone counters",
+                       description="Show the Tayga instances (up, pid, TUN, dynamic mappings), the last apply\n"
+                       "and the per-zone packet/byte counters of the zone filter. Exit 1 if a Tayga is down.")
+    _common(p, inputs=False)
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_status)
+    return gp

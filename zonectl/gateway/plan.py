@@ -1,0 +1,183 @@
+"""The gateway's desired state, computed without I/O from config + zones + compiled rules.
+
+Why a separate pure step: everything that can be wrong with the input (a bad pool, a Tayga
+directive the installed version rejects, overlapping zone pools) is found here, before anything on
+the host is touched, so a bad config or policy leaves the previous rules and Tayga running.
+
+Per-zone IPv4 egress: a zone with ``egress.pool`` gets its own Tayga instance (own TUN, pool,
+data-dir); packets from the zone's mask to the NAT64 prefix are marked in mangle PREROUTING, a
+policy rule sends the mark to a table whose NAT64 route points at that TUN, and the pool is SNATed to
+the zone's egress address. Return traffic finds its way back by the (disjoint) pool address alone.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import PurePosixPath
+
+from ..core.errors import Collector, ValidationError
+from ..core.layout import AddrMatch
+from ..core.nat64 import Nat64Prefix
+from ..core.rules import Rule, RuleSet
+from ..core.zones import ZoneRegistry
+from ..render import ip6tables, nftables
+from ..render.tayga import TaygaConfig, TaygaVersion, default_ipv4_addr, render as render_tayga
+from .config import GatewayConfig, check_zone_egress
+
+MAIN_TABLE = 254
+SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv6.conf.all.forwarding", "1"),
+)
+
+
+@dataclass(frozen=True, order=True)
+class RouteSpec:
+    """A route zonectl owns: destination via a device (optionally a gateway) in a table."""
+
+    dst: str
+    dev: str
+    table: int = MAIN_TABLE
+    gateway: str | None = None
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.dst else socket.AF_INET
+
+
+@dataclass(frozen=True, order=True)
+class RuleSpec:
+    """A policy-routing rule zonectl owns: ``fwmark mark/mask lookup table`` at ``priority``."""
+
+    priority: int
+    fwmark: int
+    mask: int
+    table: int
+    family: int = socket.AF_INET6
+
+
+@dataclass(frozen=True)
+class TaygaInstance:
+    """One Tayga process: the shared one, or one per zone with an IPv4 pool of its own."""
+
+    name: str  # "shared" or the zone name
+    tun: str
+    pool: IPv4Network
+    conf: TaygaConfig
+    conf_text: str
+    zone: str | None = None
+    snat_to: IPv4Address | None = None  # None: masquerade to the uplink address
+    mark: int | None = None
+    table: int | None = None
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """Everything the gateway makes true on the host, as plain values (compared, diffed, rendered)."""
+
+    nat64: AddrMatch
+    instances: tuple[TaygaInstance, ...]
+    gateway_rules: tuple[Rule, ...]
+    zones: tuple[ip6tables.ZoneMatch, ...]
+    marks: tuple[ip6tables.ZoneMark, ...]
+    nat_text: str
+    routes: frozenset[RouteSpec]
+    policy_rules: frozenset[RuleSpec]
+    uplink: str
+    uplink_addresses: tuple[str, ...]  # zones' egress addresses, as addr/32 on the uplink
+    sysctls: tuple[tuple[str, str], ...] = SYSCTLS
+    rule_ids: frozenset[str] = field(default_factory=frozenset)
+
+    def ip6tables_text(self, jumps: tuple[str, ...] = ("FORWARD", "PREROUTING")) -> str:
+        return ip6tables.render_restore(self.gateway_rules, self.nat64, self.zones, self.marks, jumps=jumps)
+
+    def nft_filter_text(self) -> str:
+        return nftables.render_filter(self.gateway_rules, self.nat64, self.zones, self.marks)
+
+    def instance(self, name: str) -> TaygaInstance:
+        return next(i for i in self.instances if i.name == name)
+
+
+def _destinations(cfg: GatewayConfig, rules: tuple[Rule, ...], nat64: Nat64Prefix) -> tuple[IPv4Network, ...]:
+    """IPv4 networks the policies allow (for the well-known-prefix check), plus configured ones."""
+    out: dict[IPv4Network, None] = dict.fromkeys(cfg.destinations)
+    for r in rules:
+        if r.action == "allow" and r.dst is not None and nat64.match().covers(r.dst):
+            length = r.dst.prefixlen
+            if length is not None and length >= nat64.network.prefixlen:
+                out[IPv4Network((int(nat64.extract(r.dst.address)), 32 - (128 - length)))] = None
+    return tuple(out)
+
+
+def build_plan(
+    cfg: GatewayConfig,
+    nat64: Nat64Prefix | None,
+    registry: ZoneRegistry,
+    ruleset: RuleSet,
+    version: TaygaVersion,
+) -> GatewayPlan:
+    """The desired state, or a ValidationError naming every problem (nothing on the host is touched)."""
+    if nat64 is None:
+        raise ValidationError("the gateway needs a NAT64 prefix (nat64.prefix in the config)", source="config")
+    check_zone_egress(cfg, registry)
+    errs = Collector()
+    gw_rules = ruleset.for_gateway()
+    dests = _destinations(cfg, gw_rules, nat64)
+    state = PurePosixPath(cfg.state_dir)
+    instances: list[TaygaInstance] = []
+    routes: set[RouteSpec] = set()
+    prules: set[RuleSpec] = set()
+    marks: list[ip6tables.ZoneMark] = []
+    addresses: list[str] = []
+
+    def add_instance(name: str, tun: str, pool: IPv4Network, ipv4: IPv4Address, zone: str | None,
+                     snat: IPv4Address | None, mark: int | None, table: int | None, maps=()) -> None:
+        conf = TaygaConfig(
+            tun_device=tun, ipv4_addr=ipv4, prefix=nat64.network, ipv6_addr=cfg.tayga.ipv6_address if zone is None else None,
+            dynamic_pool=pool, data_dir=str(state / "tayga" / name), maps=tuple(maps), ipv4_destinations=dests,
+            comment=f"zonectl gateway instance {name}" + (f" (zone {zone})" if zone else " (shared pool)"),
+        )
+        try:
+            text = render_tayga(conf, version)
+        except ValidationError as exc:
+            errs.extend(exc, f"tayga[{name}]")
+            return
+        instances.append(TaygaInstance(name, tun, pool, conf, text, zone, snat, mark, table))
+
+    shared_v4 = cfg.tayga.ipv4_address or default_ipv4_addr(cfg.tayga.pool)
+    add_instance("shared", cfg.tayga.tun, cfg.tayga.pool, shared_v4, None, None, None, None, cfg.static_maps)
+    routes.add(RouteSpec(str(nat64.network), cfg.tayga.tun))
+    routes.add(RouteSpec(str(cfg.tayga.pool), cfg.tayga.tun))
+
+    own = [z for z in registry if z.egress is not None]
+    for index, zone in enumerate(own):
+        assert zone.egress is not None
+        tun = f"{cfg.tayga.tun}-{zone.id:x}"
+        mark = cfg.marks.value(index)
+        table = cfg.routing.table_base + index
+        add_instance(zone.name, tun, zone.egress.pool, default_ipv4_addr(zone.egress.pool), zone.name,
+                     zone.egress.address, mark, table)
+        routes.add(RouteSpec(str(nat64.network), tun, table))
+        routes.add(RouteSpec(str(zone.egress.pool), tun))
+        prules.add(RuleSpec(cfg.routing.rule_priority + index, mark, cfg.marks.mask, table))
+        marks.append(ip6tables.ZoneMark(zone.name, registry.layout.zone_match(zone.id), mark, cfg.marks.mask))
+        addresses.append(f"{zone.egress.address}/32")
+    errs.raise_if_any("gateway")
+
+    pools = [nftables.NatPool(i.name, i.pool, i.snat_to) for i in instances]
+    zones = tuple(ip6tables.ZoneMatch(z.name, registry.layout.zone_match(z.id)) for z in registry)
+    return GatewayPlan(
+        nat64=nat64.match(),
+        instances=tuple(instances),
+        gateway_rules=gw_rules,
+        zones=zones,
+        marks=tuple(marks),
+        nat_text=nftables.render_nat(pools, cfg.uplink),
+        routes=frozenset(routes),
+        policy_rules=frozenset(prules),
+        uplink=cfg.uplink,
+        uplink_addresses=tuple(addresses),
+        rule_ids=frozenset(r.id for r in gw_rules),
+    )

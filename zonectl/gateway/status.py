@@ -1,0 +1,74 @@
+"""What ``zonectl gateway status`` shows, read from the host and the state dir (no daemon needed).
+
+Why not ask the daemon: status must work when the daemon is down, which is when it matters most.
+Everything here is read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from . import metrics, netlink
+from .config import GatewayConfig
+from .firewall import Ip6tables
+from .host import CommandError, Host
+from .tayga import active_mappings, detect_version, read_dynamic_map
+
+PIDFILE = "gateway.pid"
+RESULT_FILE = "last-apply.json"
+
+
+def _pid_alive(pid_file: Path, needle: bytes) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if needle in cmdline else None
+
+
+def daemon_pid(state_dir: Path) -> int | None:
+    """The pid of a live ``zonectl gateway run`` using this state dir."""
+    pid = _pid_alive(state_dir / PIDFILE, b"gateway")
+    if pid is None:
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return pid if b"run" in cmdline or b"gwd" in cmdline else None
+
+
+def read_status(cfg: GatewayConfig, host: Host) -> dict:
+    state = Path(cfg.state_dir)
+    instances = []
+    for d in sorted((state / "tayga").glob("*/")):
+        conf = d / "tayga.conf"
+        if not conf.exists():
+            continue
+        text = conf.read_text()
+        tun_m = re.search(r"^tun-device\s+(\S+)", text, re.M)
+        data_m = re.search(r"^data-dir\s+(\S+)", text, re.M)
+        tun = tun_m[1] if tun_m else "?"
+        pid = _pid_alive(d / "tayga.pid", str(conf).encode())
+        entries = read_dynamic_map(Path(data_m[1])) if data_m else []
+        instances.append({
+            "name": d.name, "tun": tun, "pid": pid,
+            "up": pid is not None and netlink.has_carrier(host, tun),
+            "dynamicMappings": len(entries), "activeMappings": active_mappings(entries),
+        })
+    try:
+        totals = metrics.zone_totals(Ip6tables(host).counters())
+    except CommandError:
+        totals = {}
+    try:
+        last = json.loads((state / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        last = None
+    return {
+        "taygaVersion": str(cfg.tayga.version or detect_version(cfg.tayga.binary, host)),
+        "stateDir": str(state),
+        "daemonPid": daemon_pid(state),
+        "lastApply": last,
+        "tayga": instances,
+        "zones": {f"{z}/{a}": {"packets": p, "bytes": b} for (z, a), (p, b) in sorted(totals.items())},
+    }

@@ -1,0 +1,154 @@
+"""Applying and checking the policies through the operator's own code paths: OVN sync and gateway apply.
+
+The lab adds nothing of its own here: the OVN rows come from ``zonectl.ovn.sync`` against the
+sandbox's NB socket (as the operator does against OVN-Kubernetes' NB), and the gateway's state from
+``zonectl.gateway``. "Drift" is what those layers report in their log mode: owned rows missing or
+edited, the gateway chain not what the plan renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import zonectl
+
+from ..gateway.firewall import Ip6tables, expected_lines
+from ..gateway.gateway import Gateway
+from ..gateway.host import Host
+from ..gateway.tayga import detect_version
+from ..ovn.connection import connect
+from ..ovn.sync import SyncReport, SyncSettings, sync
+from . import gwd
+from .build import AGENT
+from .inputs import Compiled
+from .state import LabError, LabState, alive, cmdline
+
+PACKAGE_ROOT = Path(zonectl.__file__).resolve().parents[1]
+
+OVN_LAB_KEYS = ("controller", "tier", "allowAction", "denyAction", "priorityMin", "priorityMax", "nodePortPrefix")
+
+
+@dataclass
+class Drift:
+    """What differs between the desired and the actual state, per enforcement point (empty = in sync)."""
+
+    ovn: list[str] = field(default_factory=list)
+    gateway: list[str] = field(default_factory=list)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.ovn or self.gateway)
+
+    def lines(self) -> list[str]:
+        if not self.any:
+            return ["in sync: OVN ACLs and the gateway chain are what the policies compile to"]
+        out: list[str] = []
+        if self.ovn:
+            out += ["OVN NB drift (owned ACL rows vs compiled rules):", *(f"  {x}" for x in self.ovn)]
+        if self.gateway:
+            out += ["gateway drift (live rules vs plan):", *(f"  {x}" for x in self.gateway)]
+        out.append("repair with `zonectl lab sync` (or `zonectl lab test --repair`)")
+        return out
+
+
+def _ovn_section(compiled: Compiled) -> Mapping[str, Any]:
+    """The config's ``ovn`` settings that shape the rows; connection settings are the sandbox's."""
+    section = compiled.config.section("ovn")
+    return {k: v for k, v in section.items() if k in OVN_LAB_KEYS}
+
+
+def ovn_sync(nb_socket: Path, compiled: Compiled, *, mode: str = "repair") -> SyncReport:
+    """Run the OVN backend's sync (``repair`` writes, ``log`` only reports) against the lab's NB."""
+    with connect(f"unix:{nb_socket}", timeout=10.0) as nb:
+        settings = SyncSettings.build(_ovn_section(compiled), compiled.config.layout.cluster, nb.has_tier)
+        return sync(nb, compiled.ruleset, settings, mode=mode)  # type: ignore[arg-type]
+
+
+# --- gateway --------------------------------------------------------------------------------------
+
+
+def start_gateway(state: LabState, netns: str) -> dict[str, Any]:
+    """Start the gateway daemon in ``netns`` and wait for its first apply; raise if it was refused."""
+    logs = state.state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    apply_file = state.state_dir / "gateway" / gwd.APPLY_FILE
+    apply_file.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
+    with open(logs / "gateway.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "zonectl.lab.gwd", "--state-dir", str(state.state_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    state.started_process(proc.pid, "zonectl.lab.gwd", "gateway daemon")
+    result = _wait_apply(apply_file, 1, proc)
+    if not result.get("ok"):
+        raise LabError(f"the gateway refused the policies: {result.get('error')}")
+    return result
+
+
+def reapply_gateway(state: LabState) -> dict[str, Any]:
+    """Ask the running gateway daemon to apply again (SIGHUP) and return what it changed."""
+    rec = next((p for p in state.processes if p.program == "zonectl.lab.gwd"), None)
+    if rec is None or not alive(rec.pid) or rec.program not in cmdline(rec.pid):
+        raise LabError("the lab's gateway daemon is not running; run `zonectl lab up` again")
+    apply_file = state.state_dir / "gateway" / gwd.APPLY_FILE
+    seq = json.loads(apply_file.read_text()).get("seq", 0) if apply_file.exists() else 0
+    os.kill(rec.pid, signal.SIGHUP)
+    return _wait_apply(apply_file, seq + 1, None)
+
+
+def _wait_apply(path: Path, seq: int, proc: subprocess.Popen | None, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                body = json.loads(path.read_text())
+            except ValueError:
+                body = {}
+            if body.get("seq", 0) >= seq:
+                return body
+        if proc is not None and proc.poll() is not None:
+            raise LabError(f"the gateway daemon exited ({proc.returncode}); see {path.parents[1] / 'logs' / 'gateway.log'}")
+        time.sleep(0.05)
+    raise LabError(f"the gateway daemon did not report apply #{seq} within {timeout:.0f}s")
+
+
+def gateway_drift(compiled: Compiled, state_dir: Path, netns: str) -> list[str]:
+    """Live ip6tables zone filter in the gateway namespace vs what the plan renders (jumps included)."""
+    cfg = gwd.gateway_config(compiled, state_dir)
+    host = Host(netns)
+    plan = Gateway(cfg, host, version=cfg.tayga.version or detect_version(cfg.tayga.binary, host)).build(
+        compiled.config.nat64, compiled.registry, compiled.ruleset)
+    ip6t = Ip6tables(host)
+    out: list[str] = []
+    want = expected_lines(plan.ip6tables_text())  # with the jumps from the built-in chains
+    live = ip6t.live()
+    for chain in sorted(set(want) | set(live)):
+        missing = [x for x in want.get(chain, []) if x not in live.get(chain, [])]
+        extra = [x for x in live.get(chain, []) if x not in want.get(chain, [])]
+        if missing and chain in ("FORWARD", "PREROUTING"):
+            out.append(f"chain {chain}: the jump to zonectl's chain is missing")
+        elif missing:
+            out.append(f"chain {chain}: {len(missing)} of {len(want.get(chain, []))} rules missing")
+        if extra:
+            out.append(f"chain {chain}: {len(extra)} rules not in the plan")
+        if not missing and not extra and want.get(chain) != live.get(chain):
+            out.append(f"chain {chain}: rules out of order")
+    return out
+
+
+def gateway_metrics(netns: str) -> str:
+    """The gateway's own /metrics text (fetched inside its namespace)."""
+    proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, str(AGENT), "get",
+                           f"http://{gwd.METRICS_LISTEN}/metrics"], capture_output=True, text=True, timeout=20)
+    if proc.returncode != 0:
+        raise LabError(f"cannot read the gateway's metrics: {proc.stderr.strip()[-300:]}")
+    return proc.stdout

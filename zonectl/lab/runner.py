@@ -1,0 +1,214 @@
+"""`zonectl lab up | test | sync | down`: the orchestration, one function per sub-command.
+
+Each sub-command is a new process; what ties them together is the ledger in the state directory
+(``state.py``). ``up`` validates every input before it changes anything, cleans up a previous
+(crashed or still running) lab of the same state directory first, and if any step fails it tears
+down what it already made, so a failed ``up`` leaves the machine as it found it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from ..netns import list_netns
+from . import build, enforce, report, traffic
+from .enforce import Drift
+from .inputs import Compiled, Inputs, compile_inputs
+from .matrix import observe, plan_matrix, render_text
+from .state import LabError, LabState, teardown
+from .topology import CLUSTER_ROUTER, Topology, plan
+
+REQUIRED_TOOLS = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-controller", "ovs-vswitchd", "ovn-nbctl",
+                  "ovn-sbctl", "ovs-vsctl", "tayga", "ip", "ethtool", "ip6tables-restore", "nft")
+
+RETRY_TIMEOUT = 3.0
+
+Say = Callable[[str], None]
+
+
+def default_state_dir() -> Path:
+    """/var/lib/zonectl-lab when /var/lib is writable (root), else /tmp/zonectl-lab."""
+    return Path("/var/lib/zonectl-lab") if os.access("/var/lib", os.W_OK) else Path("/tmp/zonectl-lab")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("zonectl lab needs root (network namespaces, OVS, Tayga); run it with sudo")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise LabError(
+            f"missing programs: {', '.join(missing)} "
+            "(Debian: apt-get install ovn-central ovn-host openvswitch-switch tayga iproute2 ethtool iptables nftables)"
+        )
+
+
+def load_state(state_dir: Path) -> LabState:
+    state = LabState.load(state_dir)
+    if state is None:
+        raise LabError(f"no lab in {state_dir} (run `zonectl lab up --state-dir {state_dir}` first)")
+    return state
+
+
+def _prepare_dir(state_dir: Path, say: Say) -> bool:
+    """Clean a previous lab from ``state_dir``; refuse a directory that holds anything else. True if created."""
+    previous = LabState.load(state_dir) if state_dir.exists() else None
+    if previous is not None:
+        say(f"cleaning up the previous lab in {state_dir} (phase {previous.phase})")
+        created = previous.created_dir
+        teardown(previous)
+        if created:
+            state_dir.mkdir(parents=True)
+        return created
+    if state_dir.exists():
+        if any(state_dir.iterdir()):
+            raise LabError(f"{state_dir} exists and is not a lab state directory; choose an empty or new --state-dir")
+        return False
+    state_dir.mkdir(parents=True)
+    return True
+
+
+def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, say: Say = print) -> tuple[LabState, Topology]:
+    """Bring the whole lab up; on any failure remove what was made and re-raise."""
+    require_root()
+    compiled = compile_inputs(inputs)  # bad input: error before anything changes
+    state_dir = state_dir.resolve()
+    created = _prepare_dir(state_dir, say)
+    topo = plan(compiled.config, compiled.registry, nodes=nodes)
+    for _ in range(8):  # another lab (or test) may hold a name: draw another lab id
+        if not set(topo.netns_names()) & set(list_netns()):
+            break
+        topo = plan(compiled.config, compiled.registry, nodes=nodes)
+    else:
+        raise LabError("could not find unused namespace names for the lab")
+    state = LabState(state_dir, lab_id=topo.lab_id, created_dir=created, phase="building",
+                     inputs=inputs.as_dict(), topology=topo.as_dict())
+    state.save()
+    t0 = time.monotonic()
+
+    def step(text: str) -> None:
+        say(f"[{time.monotonic() - t0:5.1f}s] {text}")
+
+    try:
+        sandbox = build.start_ovn(state)
+        step(f"ovn: NB, SB, northd, chassis {sandbox.chassis_name} (ovs-vswitchd netdev + ovn-controller)")
+        build.build_logical(sandbox, topo)
+        build.build_pods(state, sandbox, topo)
+        step(f"topology: {CLUSTER_ROUTER}, {len(topo.nodes)} node switches, join switch, "
+             f"{len(topo.pods)} pods bound on br-int")
+        for pod in topo.pods:
+            say(f"         {pod.name:<10} {pod.node:<10} {pod.address}")
+        build.build_uplink(state, topo, str(compiled.config.layout.cluster))
+        build.start_servers(state, topo, compiled.services)
+        step(f"internet {topo.internet.address} + {topo.internet.site2}, servers on "
+             + " ".join(s.label for s in compiled.services if s.proto != "icmpv6"))
+        result = enforce.start_gateway(state, topo.gateway.netns)
+        step(f"gateway: {'; '.join(result.get('changes') or ['no change'])}")
+        ovn_report = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled)
+        sandbox.wait_hv()
+        step(ovn_report.lines()[0])
+        state.phase = "up"
+        state.save()
+    except BaseException:
+        say("lab up failed; removing what was made")
+        teardown(state)
+        raise
+    say(f"lab up in {time.monotonic() - t0:.1f}s (state {state_dir}); next: zonectl lab test")
+    return state, topo
+
+
+def down(state_dir: Path, *, say: Say = print) -> list[str]:
+    """Remove everything the ledger lists; an absent lab is an error (nothing to do is worth saying)."""
+    require_root()
+    state = load_state(state_dir.resolve())
+    removed = teardown(state)
+    for line in removed:
+        say(f"removed {line}")
+    return removed
+
+
+def _running(state_dir: Path) -> tuple[LabState, Compiled, Topology]:
+    require_root()
+    state = load_state(state_dir.resolve())
+    if state.phase != "up":
+        raise LabError(f"the lab in {state_dir} is not up (phase {state.phase}); run `zonectl lab up`")
+    return state, compile_inputs(Inputs.from_dict(state.inputs)), Topology.from_dict(state.topology)
+
+
+def sync(state_dir: Path, *, say: Say = print) -> Drift:
+    """Re-apply through the operator's code paths; returns what was repaired."""
+    state, compiled, topo = _running(state_dir)
+    ovn_report = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled)
+    build.attach_ovn(state).wait_hv()
+    for line in ovn_report.lines():
+        say(line)
+    result = enforce.reapply_gateway(state)
+    if not result.get("ok"):
+        raise LabError(f"the gateway refused the policies (previous state kept): {result.get('error')}")
+    changes = result.get("changes") or []
+    say(f"gateway apply: {'; '.join(changes) if changes else 'nothing to do'}")
+    return Drift([str(c) for c in ovn_report.changes], list(changes))
+
+
+def drift(state: LabState, compiled: Compiled, topo: Topology) -> Drift:
+    ovn_report = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled, mode="log")
+    return Drift([str(c) for c in ovn_report.changes], enforce.gateway_drift(compiled, state.state_dir, topo.gateway.netns))
+
+
+def test(state_dir: Path, *, repair: bool = False, export_format: str = "csv", say: Say = print) -> int:
+    """Check drift, probe the matrix, print it with the export and counters; 0 only if all agree."""
+    state, compiled, topo = _running(state_dir)
+    found = drift(state, compiled, topo)
+    if found.any and repair:
+        say("drift found; repairing (--repair):")
+        for line in found.lines()[:-1]:
+            say(line)
+        sync(state_dir, say=say)
+        found = drift(state, compiled, topo)
+    return check(state, compiled, topo, found, export_format=export_format, say=say)
+
+
+def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, export_format: str,
+          say: Say) -> int:
+    assert compiled.config.nat64 is not None
+    matrix, probes = plan_matrix(topo, compiled.ruleset, compiled.config.nat64, compiled.services)
+    sources = {p.netns for p in probes}
+    for ns in sources:
+        traffic.flush_neighbors(ns)
+    t0 = time.monotonic()
+    results = traffic.send(probes)
+    # A probe the policy allows but that got no answer is sent once more with a longer timeout: on a
+    # busy 2-core machine a first SYN can miss its 1 s window. Nothing is retried the other way: a
+    # packet that got through against the policy is never a fluke.
+    cells = matrix.cells_by_key
+    again = [replace(p, timeout=RETRY_TIMEOUT) for p in probes
+             if cells[p.id].expected.allowed and not (p.id in results and results[p.id].ok)]
+    if again:
+        results.update(traffic.send(again))
+    matrix = observe(matrix, results)
+    elapsed = time.monotonic() - t0
+    nodes = {n.name: n for n in topo.nodes}
+    nd = [traffic.neighbor(p.netns, p.name, str(nodes[p.node].router_ip.ip), nodes[p.node].router_mac)
+          for p in topo.pods if p.netns in sources]
+    sections = {
+        "drift (desired vs actual)": "\n".join(found.lines()),
+        "ICMPv6 neighbour discovery through OVN": report.nd_text(nd),
+        "NAT64 egress: IPv4 source the internet saw, per zone": report.egress_text(matrix),
+        f"firewall export ({export_format})": report.export_text(compiled, topo, export_format),
+        "gateway counters (per zone, from its /metrics)": report.counters_text(topo),
+    }
+    retried = f", {len(again)} sent again" if again else ""
+    say(f"== reachability: {len(probes)} probes (TCP, UDP, ICMPv6 echo) in {elapsed:.1f}s{retried}; "
+        "rows: from zone, columns: to zone / IPv4 host via NAT64")
+    say(render_text(matrix))
+    for title, text in sections.items():
+        say(f"\n== {title}")
+        say(text)
+    report.write_pictures(state.state_dir, matrix, sections)
+    ok = matrix.passed and not found.any and all(c.ok for c in nd)
+    say(f"\nlab test: {'PASS' if ok else 'FAIL'} (matrix: {state.state_dir / 'matrix.html'})")
+    return 0 if ok else 1

@@ -1,0 +1,170 @@
+"""The lab's ledger: every namespace, process and file it makes, written down before it is made.
+
+Why a ledger: ``lab up`` and ``lab down`` are separate processes, and ``up`` must clean up after a
+run that crashed half-way. Each resource is recorded (and the file synced) *before* it is created,
+so a crash can leave a recorded name that does not exist (harmless: teardown skips it) but never an
+object nobody knows about. Teardown ends processes by pid only after checking the pid still runs
+the program that was recorded (pids are reused), and deletes only names on the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ZonectlError
+from ..netns import kill_netns_pids, list_netns, run
+
+STATE_FILE = "lab.json"
+LEDGER_VERSION = 1
+
+
+class LabError(ZonectlError):
+    """The lab cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    program: str  # a word the process' command line must contain for the pid to still be ours
+    what: str
+
+
+@dataclass
+class LabState:
+    """Everything one lab made, persisted in ``<state_dir>/lab.json``."""
+
+    state_dir: Path
+    lab_id: str = ""
+    netns: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    ovn_dir: str = ""
+    created_dir: bool = False
+    phase: str = "new"  # new -> building -> up
+    inputs: dict[str, str] = field(default_factory=dict)  # config/zones/policies paths
+    topology: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def save(self) -> None:
+        """Atomically replace the ledger (write, fsync, rename)."""
+        body = asdict(self)
+        body["state_dir"] = str(self.state_dir)
+        body["version"] = LEDGER_VERSION
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(body, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> "LabState | None":
+        path = Path(state_dir) / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{path}: unreadable lab ledger ({exc}); remove the directory by hand") from None
+        if body.get("version") != LEDGER_VERSION:
+            raise LabError(f"{path}: ledger version {body.get('version')!r}, expected {LEDGER_VERSION}")
+        return cls(
+            state_dir=Path(state_dir),
+            lab_id=body.get("lab_id", ""),
+            netns=list(body.get("netns") or []),
+            processes=[ProcessRecord(**p) for p in body.get("processes") or []],
+            ovn_dir=body.get("ovn_dir", ""),
+            created_dir=bool(body.get("created_dir")),
+            phase=body.get("phase", "new"),
+            inputs=dict(body.get("inputs") or {}),
+            topology=dict(body.get("topology") or {}),
+            started=float(body.get("started") or 0),
+        )
+
+    # --- recording (always before creating) -----------------------------------------------------
+
+    def will_create_netns(self, name: str) -> None:
+        if name not in self.netns:
+            self.netns.append(name)
+            self.save()
+
+    def started_process(self, pid: int, program: str, what: str) -> None:
+        self.processes.append(ProcessRecord(pid, program, what))
+        self.save()
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def stop_process(rec: ProcessRecord, timeout: float = 5.0) -> bool:
+    """SIGTERM then SIGKILL ``rec.pid`` if it still runs ``rec.program``; True if it was ours and ran."""
+    if not alive(rec.pid) or rec.program not in cmdline(rec.pid):
+        return False
+    for sig in (15, 9):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not alive(rec.pid):
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(rec.pid, os.WNOHANG)
+                return True
+            time.sleep(0.02)
+    return True
+
+
+def teardown(state: LabState) -> list[str]:
+    """Remove everything on the ledger (whatever phase the lab reached); returns what was removed.
+
+    Order: our processes (by pid), the OVN sandbox (its own pidfiles and namespace), the namespaces
+    (deleting a namespace deletes every link inside it, and each veth's peer with it), then the files.
+    """
+    from ..ovn.sandbox import OvnSandbox  # the sandbox owns its daemons' cleanup
+
+    removed: list[str] = []
+    for rec in reversed(state.processes):
+        if stop_process(rec):
+            removed.append(f"process {rec.pid} ({rec.what})")
+    if state.ovn_dir and Path(state.ovn_dir).exists():
+        sandbox = OvnSandbox(state_dir=Path(state.ovn_dir), chassis=True)
+        sandbox.cleanup_stale()
+        removed.append(f"ovn sandbox {state.ovn_dir}")
+    present = set(list_netns())
+    for name in reversed(state.netns):
+        if name in present:
+            kill_netns_pids(name)
+            run(["ip", "netns", "delete", name], check=False)
+            removed.append(f"netns {name}")
+    if state.created_dir:
+        shutil.rmtree(state.state_dir, ignore_errors=True)
+    else:
+        for child in ("ovn", "gateway", "logs", "matrix.svg", "matrix.html", STATE_FILE):
+            p = state.state_dir / child
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+    removed.append(f"state {state.state_dir}")
+    return removed

@@ -1,0 +1,109 @@
+"""The enforcement backend as the reconciler sees it, and its OVN implementation.
+
+Why a protocol: the reconciler only needs "make the owned rows equal to these rules, leave those
+policies' rows alone" and "remove exactly this policy's rows"; keeping that surface small keeps the
+kopf layer independent of ovsdbapp (imported only when an OvnBackend is built).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Protocol, Sequence
+
+from ..core.errors import ValidationError
+from ..core.layout import Layout
+from ..core.rules import Rule
+
+if TYPE_CHECKING:
+    from ..ovn.connection import NbClient
+    from ..ovn.sync import SyncReport, SyncSettings
+
+MODES = ("off", "log", "repair")
+
+
+@dataclass(frozen=True)
+class BackendReport:
+    """What one sync did (``applied``) or would do (mode log): counts for status, summary for events."""
+
+    mode: str
+    applied: bool = False
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    rows: int = 0
+    summary: str = ""
+
+    @property
+    def changes(self) -> int:
+        return self.created + self.updated + self.deleted
+
+
+class Backend(Protocol):
+    mode: str
+
+    def owned_policies(self) -> set[str]:
+        """Keys ("namespace/name") of every policy that has rows in the backend now."""
+
+    def sync(self, rules: Sequence[Rule], keep: Collection[str]) -> BackendReport:
+        """Make the owned rows equal to ``rules``; rows of policies in ``keep`` stay exactly as they are."""
+
+    def remove(self, policy: str) -> BackendReport:
+        """Delete exactly the rows of ``policy``; everything else stays."""
+
+
+def _report(r: "SyncReport") -> BackendReport:
+    return BackendReport(
+        mode=r.mode,
+        applied=r.applied,
+        created=r.count("create") + r.count("attach"),
+        updated=r.count("update"),
+        deleted=r.count("delete") + r.count("duplicate") + r.count("detach"),
+        rows=r.desired,
+        summary=r.lines()[0] if r.mode != "off" else "ovn sync is off",
+    )
+
+
+class OvnBackend:
+    """OVN Northbound through zonectl.ovn: one transaction per sync, rows owned via external_ids."""
+
+    def __init__(self, nb: "NbClient", settings: "SyncSettings", mode: str = "repair") -> None:
+        if mode not in MODES:
+            raise ValidationError(f"ovn.drift {mode!r} is not one of {', '.join(MODES)}", source="config")
+        self.nb = nb
+        self.settings = settings
+        self.mode = mode
+
+    @classmethod
+    def connect(cls, section: Mapping[str, Any], layout: Layout, remote: str | None = None) -> "OvnBackend":
+        """Open NB from the config's ``ovn`` section (``nb`` remote, ``drift`` mode off/log/repair, ...)."""
+        from ..ovn.connection import NbSettings, connect
+        from ..ovn.sync import SyncSettings
+
+        nb = connect(NbSettings.from_section(section, remote))
+        try:
+            settings = SyncSettings.build(section, layout.cluster, nb.has_tier)
+            return cls(nb, settings, str(section.get("drift", "repair")))
+        except BaseException:
+            nb.close()
+            raise
+
+    def owned_policies(self) -> set[str]:
+        from ..ovn.state import owned_acls
+        from ..render.ovn_match import POLICY_KEY
+
+        with self.nb.lock:
+            owned = owned_acls(self.nb.api.tables, self.settings.acl.controller)
+        return {k for k in (r.external_ids.get(POLICY_KEY) for r in owned) if k}
+
+    def sync(self, rules: Sequence[Rule], keep: Collection[str]) -> BackendReport:
+        from ..ovn.sync import sync
+
+        return _report(sync(self.nb, list(rules), self.settings, mode=self.mode, keep_policies=keep))  # type: ignore[arg-type]
+
+    def remove(self, policy: str) -> BackendReport:
+        from ..ovn.sync import remove_policy
+
+        return _report(remove_policy(self.nb, policy, self.settings, mode=self.mode))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.nb.close()

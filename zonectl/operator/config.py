@@ -1,0 +1,210 @@
+"""The controller's settings: the ``operator`` section of the one zonectl config document.
+
+The core validates ``layout``/``nat64`` and hands the ``operator`` section over as a plain mapping;
+this module turns it into a frozen dataclass, collecting every problem with its field path so a
+broken ConfigMap fails the controller at start with one clear message (never half-configured).
+Nothing here reads the environment: the file path comes from the command line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from ..core.config import Config, parse_config
+from ..core.errors import Collector, ValidationError
+from ..core.zones import NAME_RE
+
+SpoofMode = Literal["replace", "deny"]
+OvnMode = Literal["off", "log", "repair"]
+SPOOF_MODES: tuple[SpoofMode, ...] = ("replace", "deny")
+OVN_MODES: tuple[OvnMode, ...] = ("off", "log", "repair")
+
+# A qualified Kubernetes label/annotation key: optional DNS-subdomain prefix, then a name.
+_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+DEFAULT_LABEL = "securityZone"
+DEFAULT_HINT_ANNOTATION = "zonectl.io/ipam-hint"
+DEFAULT_ADMIN_NAMESPACES = ("zonectl-system",)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Where kopf's webhook server listens; cert/key come from a mounted Secret in a cluster."""
+
+    addr: str = "::"
+    port: int = 8443
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False  # plain HTTP: only for tests and local debugging
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything the kopf layer needs; defaults are the documented production values."""
+
+    label_key: str = DEFAULT_LABEL
+    hint_annotation: str = DEFAULT_HINT_ANNOTATION
+    spoofed_hint: SpoofMode = "replace"
+    admin_namespaces: tuple[str, ...] = DEFAULT_ADMIN_NAMESPACES
+    tenant_priority_floor: int = 100
+    resync_seconds: float = 300.0
+    check_seconds: float = 5.0
+    status_seconds: float = 15.0
+    peering_name: str = "zonectl"
+    peering_priority: int = 0
+    metrics_port: int = 9090
+    liveness_port: int = 8080
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    gateway_configmap: str | None = "zonectl-gateway-rules"
+    gateway_file: str | None = None
+    namespace: str = "zonectl-system"
+
+    def is_admin(self, namespace: str) -> bool:
+        return namespace in self.admin_namespaces
+
+
+_FIELDS = {
+    "labelKey", "hintAnnotation", "spoofedHint", "adminNamespaces", "tenantPriorityFloor", "resyncSeconds",
+    "checkSeconds", "statusSeconds", "peering", "metrics", "liveness", "webhook", "gateway", "namespace",
+}
+
+
+def _number(body: Mapping[str, Any], key: str, path: str, errs: Collector, default: float, lo: float, hi: float) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        errs.add(path, f"{value!r} must be a number from {lo:g} to {hi:g}")
+        return default
+    return float(value)
+
+
+def _port(body: Mapping[str, Any], key: str, path: str, errs: Collector, default: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        errs.add(path, f"{value!r} must be a TCP port (1..65535)")
+        return default
+    return value
+
+
+def _section(body: Mapping[str, Any], key: str, errs: Collector, allowed: set[str]) -> Mapping[str, Any]:
+    value = body.get(key) or {}
+    if not isinstance(value, Mapping):
+        errs.add(f"operator.{key}", "must be a mapping")
+        return {}
+    unknown = set(value) - allowed
+    if unknown:
+        errs.add(f"operator.{key}", f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(allowed))})")
+    return value
+
+
+def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
+    """Validate the ``operator`` section; every problem is reported at once, with its path."""
+    body = body or {}
+    errs = Collector()
+    unknown = set(body) - _FIELDS
+    if unknown:
+        errs.add("operator", f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_FIELDS))})")
+    label = body.get("labelKey", DEFAULT_LABEL)
+    if not isinstance(label, str) or not _KEY_RE.match(label):
+        errs.add("operator.labelKey", f"{label!r} is not a valid label key")
+    hint = body.get("hintAnnotation", DEFAULT_HINT_ANNOTATION)
+    if not isinstance(hint, str) or not _KEY_RE.match(hint):
+        errs.add("operator.hintAnnotation", f"{hint!r} is not a valid annotation key")
+    spoof = body.get("spoofedHint", "replace")
+    if spoof not in SPOOF_MODES:
+        errs.add("operator.spoofedHint", f"{spoof!r} is not one of {', '.join(SPOOF_MODES)}")
+    admins = body.get("adminNamespaces", list(DEFAULT_ADMIN_NAMESPACES))
+    if not isinstance(admins, list) or not all(isinstance(n, str) and NAME_RE.match(n) for n in admins):
+        errs.add("operator.adminNamespaces", "must be a list of namespace names")
+        admins = list(DEFAULT_ADMIN_NAMESPACES)
+    floor = body.get("tenantPriorityFloor", 100)
+    if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor <= 999:
+        errs.add("operator.tenantPriorityFloor", f"{floor!r} must be an integer from 0 to 999")
+        floor = 100
+    namespace = body.get("namespace", "zonectl-system")
+    if not isinstance(namespace, str) or not NAME_RE.match(namespace):
+        errs.add("operator.namespace", f"{namespace!r} is not a namespace name")
+    resync = _number(body, "resyncSeconds", "operator.resyncSeconds", errs, 300.0, 5, 86400)
+    check = _number(body, "checkSeconds", "operator.checkSeconds", errs, 5.0, 0.1, 3600)
+    status = _number(body, "statusSeconds", "operator.statusSeconds", errs, 15.0, 0.1, 3600)
+    peering = _section(body, "peering", errs, {"name", "priority"})
+    pname = peering.get("name", "zonectl")
+    if not isinstance(pname, str) or not NAME_RE.match(pname):
+        errs.add("operator.peering.name", f"{pname!r} is not a DNS label")
+    pprio = peering.get("priority", 0)
+    if isinstance(pprio, bool) or not isinstance(pprio, int):
+        errs.add("operator.peering.priority", f"{pprio!r} must be an integer")
+        pprio = 0
+    metrics = _section(body, "metrics", errs, {"port"})
+    liveness = _section(body, "liveness", errs, {"port"})
+    wh = _section(body, "webhook", errs, {"addr", "port", "certFile", "keyFile", "insecure"})
+    for key in ("certFile", "keyFile"):
+        if wh.get(key) is not None and not isinstance(wh.get(key), str):
+            errs.add(f"operator.webhook.{key}", "must be a file path")
+    if bool(wh.get("certFile")) != bool(wh.get("keyFile")):
+        errs.add("operator.webhook", "certFile and keyFile go together")
+    gw = _section(body, "gateway", errs, {"configMap", "file"})
+    metrics_port = _port(metrics, "port", "operator.metrics.port", errs, 9090)
+    liveness_port = _port(liveness, "port", "operator.liveness.port", errs, 8080)
+    webhook_port = _port(wh, "port", "operator.webhook.port", errs, 8443)
+    errs.raise_if_any("config")
+    return OperatorSettings(
+        label_key=label,
+        hint_annotation=hint,
+        spoofed_hint=spoof,
+        admin_namespaces=tuple(admins),
+        tenant_priority_floor=floor,
+        resync_seconds=resync,
+        check_seconds=check,
+        status_seconds=status,
+        peering_name=pname,
+        peering_priority=pprio,
+        metrics_port=metrics_port,
+        liveness_port=liveness_port,
+        webhook=WebhookSettings(
+            addr=str(wh.get("addr", "::")),
+            port=webhook_port,
+            cert_file=wh.get("certFile"),
+            key_file=wh.get("keyFile"),
+            insecure=bool(wh.get("insecure", False)),
+        ),
+        gateway_configmap=gw.get("configMap", "zonectl-gateway-rules"),
+        gateway_file=gw.get("file"),
+        namespace=namespace,
+    )
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """The validated document: the core's config plus the operator's settings."""
+
+    core: Config
+    operator: OperatorSettings
+
+    @property
+    def ovn(self) -> Mapping[str, Any]:
+        return self.core.section("ovn")
+
+
+def parse_controller_config(body: Mapping[str, Any] | None) -> ControllerConfig:
+    core = parse_config(body)
+    return ControllerConfig(core, parse_operator(core.section("operator")))
+
+
+def load_controller_config(path: str | Path) -> ControllerConfig:
+    """Read and validate the config file (the mounted ConfigMap); errors name the file and the field."""
+    p = Path(path)
+    try:
+        body = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationError(f"cannot read config {p}: {exc}") from None
+    if body is not None and not isinstance(body, Mapping):
+        raise ValidationError(f"config {p} is not a mapping")
+    try:
+        return parse_controller_config(body)
+    except ValidationError as exc:
+        raise exc.prefixed(f"{p}: {exc.source}" if exc.source else str(p)) from None

@@ -1,0 +1,254 @@
+"""``zonectl ovn sync|status|snat|run``: the OVN backend from the command line.
+
+The operator calls the same functions (``zonectl.ovn.sync.sync``/``remove_policy``); these commands are
+for operators and for standalone use. Every input is loaded and compiled before NB is opened, so a
+policy that fails to compile changes nothing. Errors are ZonectlError: one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from zonectl.core.errors import ValidationError
+
+LOG = logging.getLogger("zonectl.ovn")
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    config: Any
+    registry: Any
+    rules: Any  # RuleSet or None
+
+
+def _load(args: argparse.Namespace, *, need_policies: bool) -> _Inputs:
+    from zonectl.cli import CliError, load_config, load_registry
+    from zonectl.core.rules import compile_objects
+    from zonectl.files import load_documents, of_kind
+
+    config = load_config(args.config)
+    registry = load_registry(config.layout, args.zones)
+    rules = None
+    if args.files:
+        if not args.zones:
+            raise CliError("-f POLICY needs --zones FILE (the SecurityZone objects the policies name)")
+        policies = of_kind(load_documents(args.files), "SecurityZonePolicy")
+        if not policies:
+            raise CliError(f"no SecurityZonePolicy object in {', '.join(args.files)}")
+        rules = compile_objects(policies, registry, config.nat64)
+    elif need_policies:
+        raise CliError("nothing to sync: pass -f POLICY (files or directories with SecurityZonePolicy objects)")
+    return _Inputs(config, registry, rules)
+
+
+def _open(args: argparse.Namespace, config: Any):
+    from zonectl.ovn.connection import NbSettings, connect
+    from zonectl.ovn.sync import SyncSettings
+
+    section = dict(config.section("ovn"))
+    settings = NbSettings.from_section(section, args.nb)
+    overrides = {k: v for k, v in (("private_key", args.ssl_key), ("certificate", args.ssl_cert),
+                                   ("ca_cert", args.ssl_ca)) if v}
+    if args.timeout is not None:
+        overrides["timeout"] = args.timeout
+    if overrides:
+        settings = NbSettings(**{**settings.__dict__, **overrides})
+    if not settings.remote:
+        raise ValidationError("no NB remote: pass --nb unix:PATH|tcp:HOST:PORT|ssl:HOST:PORT or set ovn.nb "
+                              "in the config", source="ovn")
+    settings.validate()
+    nb = connect(settings)
+    try:
+        sync_settings = SyncSettings.build(section, config.layout.cluster, nb.has_tier)
+    except BaseException:
+        nb.close()
+        raise
+    return nb, sync_settings, section
+
+
+def _print(data: Any, lines: list[str], output: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if output == "json" else "\n".join(lines))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from zonectl.ovn.sync import sync
+
+    inputs = _load(args, need_policies=True)
+    nb, settings, section = _open(args, inputs.config)
+    try:
+        report = sync(nb, inputs.rules, settings, mode=args.mode or str(section.get("drift", "repair")))
+    finally:
+        nb.close()
+    _print(report.as_dict(), report.lines(), args.output)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from zonectl.ovn.status import status
+
+    inputs = _load(args, need_policies=False)
+    nb, settings, _ = _open(args, inputs.config)
+    try:
+        st = status(nb, settings, inputs.config.layout, inputs.registry if args.zones else None, inputs.rules)
+    finally:
+        nb.close()
+    _print(st.as_dict(), st.lines(), args.output)
+    return 0
+
+
+def cmd_snat(args: argparse.Namespace) -> int:
+    from zonectl.ovn.snat import SnatGuard, find_hiding_nats, remove_nats
+
+    inputs = _load(args, need_policies=False)
+    nb, _, section = _open(args, inputs.config)
+    zones = inputs.registry if args.zones else None
+    mode = args.mode or str(section.get("snat", "report"))
+    try:
+        if mode == "report":
+            with nb.lock:
+                found = find_hiding_nats(nb.api.tables, inputs.config.layout, zones)
+            _print([f.as_dict() for f in found], [str(f) for f in found] or ["no SNAT row hides a zone pod"],
+                   args.output)
+            return 0
+        if mode != "remove":
+            raise ValidationError(f"snat mode {mode!r} is not report or remove", source="ovn")
+        removed = remove_nats(nb, inputs.config.layout, zones)
+        _print([f.as_dict() for f in removed], [f"removed {f}" for f in removed] or ["nothing to remove"],
+               args.output)
+        if args.watch:
+            stop = _stop_event()
+            with SnatGuard(nb, inputs.config.layout, zones):
+                stop.wait()
+        return 0
+    finally:
+        nb.close()
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Periodic sync (drift repair) until SIGTERM; inputs are re-read and re-compiled every round.
+
+    A round whose inputs fail to load or compile logs the error and keeps NB as it is (fail closed: the
+    last good rows stay); an OVN error is logged and retried next round.
+    """
+    from zonectl.core.errors import ZonectlError
+    from zonectl.ovn.snat import SnatGuard
+    from zonectl.ovn.sync import sync
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inputs = _load(args, need_policies=True)
+    nb, settings, section = _open(args, inputs.config)
+    mode = args.mode or str(section.get("drift", "repair"))
+    interval = args.interval or float(section.get("resyncSeconds", 60))
+    guard = None
+    if str(section.get("snat", "report")) == "remove" or args.remove_snat:
+        guard = SnatGuard(nb, inputs.config.layout, inputs.registry).start()
+    stop = _stop_event()
+    try:
+        while not stop.is_set():
+            try:
+                inputs = _load(args, need_policies=True)
+                report = sync(nb, inputs.rules, settings, mode=mode)
+                for line in report.lines() if report.changes else report.lines()[:1]:
+                    LOG.info("%s", line)
+            except ZonectlError as exc:
+                LOG.error("sync round failed, NB left as it was: %s", exc)
+            stop.wait(interval)
+    finally:
+        if guard is not None:
+            guard.stop()
+        nb.close()
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, policies_required: bool) -> None:
+    from zonectl.cli import CONFIG_HELP
+
+    p.add_argument("--nb", metavar="REMOTE",
+                   help="OVN Northbound: unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT or a comma-separated list "
+                        "(default: ovn.nb in the config)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--zones", metavar="FILE", action="extend", nargs="+", required=policies_required,
+                   help="files or directories with SecurityZone objects")
+    p.add_argument("-f", "--filename", dest="files", metavar="POLICY", action="extend", nargs="+",
+                   required=policies_required, help="files or directories with SecurityZonePolicy objects")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="connect and transaction timeout (default 10)")
+    p.add_argument("--ssl-key", metavar="FILE", help="private key for ssl: remotes")
+    p.add_argument("--ssl-cert", metavar="FILE", help="certificate for ssl: remotes")
+    p.add_argument("--ssl-ca", metavar="FILE", help="CA certificate for ssl: remotes")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``zonectl ovn ...`` on the top-level parser (called by zonectl.cli)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    ovn = subparsers.add_parser(
+        "ovn", formatter_class=fmt, help="OVN backend: sync compiled rules to the OVN Northbound database",
+        description="Program OVN Northbound ACLs from SecurityZonePolicy objects: one ACL per rule, shared by\n"
+        "every node switch, matching zone masks (ip6.src == fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::).\n"
+        "Rows carry k8s.ovn.org/owner-controller=zonectl; OVN-Kubernetes' rows are never changed.",
+    )
+    sub = ovn.add_subparsers(dest="ovn_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "sync", formatter_class=fmt, help="make NB match the policies (or show what would change)",
+        description="Compile the policies, then make zonectl's NB rows equal to them in one transaction:\n"
+        "create what is missing, delete what is no longer wanted, repair edited rows and duplicates.\n"
+        "Nothing is written unless every policy compiles. A second run writes nothing.",
+        epilog="example:\n  zonectl ovn sync --nb unix:/var/run/ovn/ovnnb_db.sock --config examples/config.yaml \\\n"
+        "      --zones examples/zones.yaml -f examples/policies.yaml --mode log",
+    )
+    _common(p, policies_required=True)
+    p.add_argument("--mode", choices=("log", "repair"), help="log: only print; repair: write (default: ovn.drift "
+                                                               "in the config, else repair)")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser(
+        "status", formatter_class=fmt, help="owned rows, drift, SNAT rows that hide zone pods",
+        description="Show zonectl's rows in NB per policy, the node switches they are on, the drift against\n"
+        "the policies (with --zones and -f) and every gateway-router NAT row that hides a zone pod's source.",
+    )
+    _common(p, policies_required=False)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "snat", formatter_class=fmt, help="report (default) or remove SNAT rows that hide zone pods",
+        description="OVN-K's --disable-snat-multiple-gws still adds one SNAT row per pod on GR_<node>: the\n"
+        "firewall sees the node, not the zone. --mode remove deletes those rows (logging each);\n"
+        "--watch keeps them removed as OVN-K re-adds them (until SIGTERM).",
+    )
+    _common(p, policies_required=False)
+    p.add_argument("--mode", choices=("report", "remove"), help="default: ovn.snat in the config, else report")
+    p.add_argument("--watch", action="store_true", help="with --mode remove: keep watching NB")
+    p.set_defaults(func=cmd_snat)
+
+    p = sub.add_parser(
+        "run", formatter_class=fmt, help="sync periodically (drift repair) until stopped",
+        description="Re-read and re-compile the inputs and sync every --interval seconds. A round that fails\n"
+        "to compile leaves NB as it is. --remove-snat (or ovn.snat: remove) also runs the SNAT guard.",
+    )
+    _common(p, policies_required=True)
+    p.add_argument("--mode", choices=("off", "log", "repair"), help="default: ovn.drift in the config, else repair")
+    p.add_argument("--interval", type=float, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
+    p.add_argument("--remove-snat", action="store_true", help="also remove hiding SNAT rows and keep them removed")
+    p.set_defaults(func=cmd_run)
+    return ovn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """For tests: ``zonectl ovn ...`` without the rest of the CLI."""
+    from zonectl.cli import main as zonectl_main
+
+    return zonectl_main(["ovn", *(argv or [])])
