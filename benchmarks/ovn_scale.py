@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import statistics
 import sys
 import time
@@ -172,6 +173,9 @@ class Result:
     flows_after_events: int = 0
     single_event_ms: float = 0.0
     single_event_policy_rows: int = 0
+    rule_flows: int = 0
+    rule_lflows: int = 0
+    rule_hv_s: float = 0.0
 
 
 def bind_local_ports(sb: OvnSandbox, pods: list[Pod]) -> None:
@@ -205,8 +209,8 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
                           "action=allow-related", f"match={q(f'ip6.src == {nd.mgmt_ip}')}", "--", "add",
                           "Logical_Switch", nd.switch, "acls", f"@n{nd.index}"] for nd in cluster.nodes), 50)
         bind_local_ports(sb, pods)
-        sb.wait_hv()
-        log(f"    [{approach} {n_pods}] {len(pods)} pods built in {time.monotonic() - t:.1f}s")
+        sb.wait_hv(900)
+        log(f"    [{approach} {n_pods}] {len(pods)} pods built and bound in {time.monotonic() - t:.1f}s")
         base_rows, base_lflows, base_flows = policy_rows(sb), sb.lflow_count(), sb.flow_count()
 
         nb = connect(sb.nb_remote, timeout=60) if approach == "zonectl" else None
@@ -219,9 +223,9 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
             else:
                 apply_baseline(sb, rules, zones, pods)
             res.write_s = time.monotonic() - t0
-            sb.wait_sb()
+            sb.wait_sb(900)
             res.sb_s = time.monotonic() - t0
-            sb.wait_hv()
+            sb.wait_hv(900)
             res.hv_s = time.monotonic() - t0
             rows = policy_rows(sb)
             res.nb_rows = {k: rows[k] - base_rows[k] for k in rows}
@@ -234,7 +238,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
             t0 = time.monotonic()
             for p in new:
                 pod_event(sb, approach, p, zones, nb, rules, settings)
-            sb.wait_hv()
+            sb.wait_hv(900)
             res.events_hv_s = time.monotonic() - t0
             if nb:
                 assert sync(nb, rules, settings).in_sync  # pods never change zonectl's rows
@@ -250,15 +254,35 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
                 p = cluster.pod(1 + i % nodes, zone_ids[i % len(zone_ids)], 0x9000 + i)
                 t0 = time.monotonic()
                 pod_event(sb, approach, p, zones, nb, rules, settings)
-                sb.wait_hv()
+                sb.wait_hv(900)
                 times.append(time.monotonic() - t0)
             records = txn_log(sb)[before:]
             res.single_event_policy_rows = sum(1 for rec in records for t in rec if t in POLICY_TABLES)
             res.single_event_ms = statistics.median(times) * 1000 if times else 0.0
+
+            # one more zone -> zone rule (dmz may reach db:5432): its marginal cost
+            flows0, lflows0 = sb.flow_count(), sb.lflow_count()
+            extra = extra_rule(zones)
+            t0 = time.monotonic()
+            if nb:
+                assert sync(nb, [*rules, extra], settings).count("create") == 1
+            else:
+                (pg, args_), = baseline_acls(RuleSet((extra,)), zones)
+                sb.nbctl("--id=@x", "create", "ACL", *args_, "--", "add", "Port_Group", pg, "acls", "@x")
+            sb.wait_hv(900)
+            res.rule_hv_s = time.monotonic() - t0
+            res.rule_flows = sb.flow_count() - flows0
+            res.rule_lflows = sb.lflow_count() - lflows0
         finally:
             if nb is not None:
                 nb.close()
     return res
+
+
+def extra_rule(zones: ZoneRegistry) -> Rule:
+    return Rule(id="rbenchextra00001", policy="bench/extra", zone="dmz", direction="egress", action="allow",
+                order=1, src=zones.match("dmz"), dst=zones.match("db"), protocol="tcp", port_min=5432, port_max=5432,
+                name="dmz-to-db")
 
 
 def pod_event(sb: OvnSandbox, approach: str, p: Pod, zones: ZoneRegistry, nb, rules, settings) -> None:
@@ -296,11 +320,15 @@ def table(results: dict[int, dict[str, Result]]) -> str:
             ("convergence: write (s)", b.write_s, z.write_s, "{:.2f}"),
             ("convergence: northd done (s)", b.sb_s, z.sb_s, "{:.2f}"),
             ("convergence: ovn-controller done (s)", b.hv_s, z.hv_s, "{:.2f}"),
-            ("100 pod creations: NB txns (all)", b.event_txns, z.event_txns, "{:,}"),
+            ("100 pod creations: NB txns (all writers)", b.event_txns, z.event_txns, "{:,}"),
             ("100 pod creations: policy-row writes", b.event_policy_rows, z.event_policy_rows, "{:,}"),
             ("100 pod creations: time to converge (s)", b.events_hv_s, z.events_hv_s, "{:.2f}"),
-            ("OpenFlow flows added, after 100 pods", b.flows_after_events, z.flows_after_events, "{:,}"),
+            ("100 pod creations: OpenFlow flows they add", b.flows_after_events - b.flows,
+             z.flows_after_events - z.flows, "{:,}"),
             ("one pod event, waited on the node (ms, median)", b.single_event_ms, z.single_event_ms, "{:.1f}"),
+            ("one more zone->zone rule: OpenFlow flows", b.rule_flows, z.rule_flows, "{:,}"),
+            ("one more zone->zone rule: SB logical flows", b.rule_lflows, z.rule_lflows, "{:,}"),
+            ("one more zone->zone rule: converge (s)", b.rule_hv_s, z.rule_hv_s, "{:.2f}"),
         ]
         for name, bv, zv, fmt in rows:
             lines.append(f"{n:>6,}  {name:42} {fmt.format(bv):>14} {fmt.format(zv):>12} {ratio(bv, zv):>17}")
@@ -316,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=100, help="pod creations measured (default 100)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     args = ap.parse_args(argv)
+    # SIGTERM ends the run through the normal path, so every sandbox stops its daemons and removes its netns.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = args.pods or ([100, 1000] if args.quick else [100, 1000, 10000])
     singles = 3 if args.quick else 5
     config, zones, rules = load_example()

@@ -418,6 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ZonectlError, OSError) as exc:
         print(format_error(exc), file=sys.stderr)
         return EXIT_ERROR
+    except ImportError as exc:  # a layer imports its dependencies lazily, inside its command
+        print(f"zonectl: error: zonectl {args.command} is not available: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 

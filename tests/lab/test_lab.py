@@ -130,6 +130,15 @@ def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
     assert final.returncode == 0, final.stdout + final.stderr
     assert "lab test: PASS" in final.stdout
 
+    # The gateway daemon dies (kill -9): `test --repair` notices, restarts it, and the matrix holds.
+    daemon = next(p for p in LabState.load(state_dir).processes if p.program == "zonectl.lab.gwd")
+    os.kill(daemon.pid, signal.SIGKILL)
+    revived = lab(state_dir, "test", "--repair")
+    assert revived.returncode == 0, revived.stdout + revived.stderr
+    assert "the gateway daemon is not running" in revived.stdout and "restarting it" in revived.stdout
+    assert "lab test: PASS" in revived.stdout and "tayga web: up" in revived.stdout
+    state = LabState.load(state_dir)
+
     names = set(state.netns) | {(state_dir / "ovn" / "netns").read_text().split()[0]}
     pids = recorded_pids(state_dir)
     assert names <= netns_names() and len(pids) >= 10

@@ -159,6 +159,23 @@ def test_rules_of_others_are_untouched() -> None:
         assert "zonectl" not in g.run(["nft", "list", "tables"]).stdout
 
 
+def test_static_map_lets_ipv4_clients_reach_a_service() -> None:
+    svc = "fd00:10:244:2:2000::5"  # the pod of zone dmz is the "service"
+    with running({"dmz": 0x2000}, gateway={"staticMaps": [{"ipv4": "198.51.100.80", "ipv6": svc}]}) as (bed, gw):
+        bed.start_server("dmz")
+        bed.internet.run(["ip", "route", "add", "198.51.100.80/32", "via", str(GATEWAY_V4)])  # upstream routing
+        # the service sees the IPv4 client embedded in the NAT64 prefix (198.51.100.254 = c633:64fe) ...
+        assert bed.probe(None, "tcp", "198.51.100.80") == "fd64:ff9b::c633:64fe"
+        assert bed.probe(None, "udp", "198.51.100.80") == "fd64:ff9b::c633:64fe"
+        # ... although zone dmz may not open connections to that client: only the replies are let through
+        assert bed.probe("dmz", "tcp", "fd64:ff9b::c633:64fe", port=9, timeout=0.5) is None
+        counters = {c.comment: c.packets for c in gw.ip6t.counters()}
+        assert counters  # the filter is on the path
+        save = bed.gateway.run(["ip6tables-save", "-c", "-t", "filter"]).stdout
+        replies = [l for l in save.splitlines() if "ingress-map replies" in l]
+        assert len(replies) == 1 and not replies[0].startswith("[0:0]")
+
+
 def test_metrics_endpoint_serves_prometheus_text() -> None:
     with running({"dmz": 0x2000, "rogue": 0x4000}) as (bed, gw):
         reach_all(bed, ["dmz", "rogue"], 0.5)

@@ -85,9 +85,17 @@ def test_ip6tables_restore_loads_and_reads_back(host: Host, name: str, seed: int
             live.setdefault(line.split()[1], []).append(line)
         # what we render is exactly what ip6tables-save prints back: drift detection compares them
         assert live == expected_lines(text)
+        # replacing it with a smaller set drops the zone chains no longer wanted, atomically
+        smaller = [r for r in rules if r.zone == rules[0].zone]
+        host.run(["ip6tables-restore", "--noflush"], input=ip6tables.render_restore(
+            smaller, cfg.nat64.match(), zones, jumps=(), stale_chains=ip6tables.owned_chains(save)))
+        chains = ip6tables.owned_chains(host.run(["ip6tables-save", "-t", "filter"]).stdout)
+        assert chains == list(ip6tables.chain_lines(smaller, zones))
     finally:
-        for argv in ip6tables.render_cleanup(cfg.nat64.match()):
+        live = ip6tables.owned_chains(host.run(["ip6tables-save", "-t", "filter"]).stdout)
+        for argv in ip6tables.render_cleanup(cfg.nat64.match(), [c for c in live if c.startswith("ZONECTL-Z-")]):
             host.run(["ip6tables", *argv], check=False)
+        assert "ZONECTL" not in host.run(["ip6tables-save"]).stdout
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
@@ -101,5 +109,7 @@ def test_nft_checks_and_loads(host: Host, name: str) -> None:
         host.run(["nft", "-f", "-"], input=t)
         host.run(["nft", "-f", "-"], input=t)  # replacing an existing table is the same one transaction
     listing = host.run(["nft", "list", "table", "ip6", "zonectl"]).stdout
+    # every rule, one closing drop per zone, the fail-closed drop; the dispatch is one verdict map
     assert listing.count("counter packets") == len(rules) + len(zones) + 1
+    assert listing.count(" vmap ") == 1
     host.run(["nft", "-f", "-"], input=nftables.render_delete("ip6", "zonectl") + nftables.render_delete("ip", "zonectl-nat"))

@@ -25,7 +25,7 @@ from zonectl.files import load_documents, of_kind
 from zonectl.operator.config import ControllerConfig, parse_controller_config
 from zonectl.operator.handlers import Controller
 from zonectl.operator.metrics import Metrics
-from zonectl.operator.webhook import TimedWebhookServer, offline_admission
+from zonectl.operator.webhook import ZonectlWebhookServer, offline_admission
 from zonectl.operator.zonestate import ZoneState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,18 +146,24 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @contextlib.asynccontextmanager
-async def serve_webhooks(ctl: Controller, tls: tuple[Path, Path] | None) -> AsyncIterator[Callable[[str, dict], Awaitable[dict]]]:
-    """Start kopf's webhook server (HTTPS with ``tls``, else HTTP) on 127.0.0.1; yield ``post(id, review)``."""
-    from zonectl.operator.handlers import admission_registry
+async def serve_webhooks(ctl: Controller, tls: tuple[Path, Path] | None,
+                         fast: bool = False) -> AsyncIterator[Callable[[str, dict], Awaitable[dict]]]:
+    """Start kopf's webhook server (HTTPS with ``tls``, else HTTP) on 127.0.0.1; yield ``post(id, review)``.
 
-    kwargs: dict[str, Any] = {"addr": "127.0.0.1", "metrics": ctl.metrics}
+    ``fast`` serves the pod webhook through the fast path, as the controller does by default; without
+    it every review goes through kopf's admission engine and the ``@kopf.on.mutate`` handler.
+    """
+    from zonectl.operator.handlers import POD_WEBHOOK, admission_registry
+
+    kwargs: dict[str, Any] = {"addr": "127.0.0.1", "metrics": ctl.metrics,
+                              "fast": {POD_WEBHOOK: ctl.pod_review} if fast else None}
     ssl_ctx: ssl.SSLContext | bool = False
     if tls:
         kwargs.update(certfile=str(tls[0]), pkeyfile=str(tls[1]))
         ssl_ctx = ssl.create_default_context(cafile=str(tls[0]))
     else:
         kwargs["insecure"] = True
-    server = TimedWebhookServer(**kwargs)
+    server = ZonectlWebhookServer(**kwargs)
     gen = server(offline_admission(admission_registry(ctl)))
     client_config = await gen.__anext__()
     url = client_config["url"].rstrip("/")

@@ -20,10 +20,19 @@ def patched(obj: dict, response: dict) -> dict:
     return jsonpatch.apply_patch(copy.deepcopy(obj), decode_patch(response))
 
 
-def admit(ctl, tls, *calls):
+ENGINES = ("kopf-engine", "fast-path")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """Every pod-webhook test runs twice: through kopf's admission engine and through the fast path."""
+    return request.param
+
+
+def admit(ctl, tls, *calls, engine: str = "kopf-engine"):
     """Run (webhook, review) pairs against one server; return the responses."""
     async def go():
-        async with serve_webhooks(ctl, tls) as post:
+        async with serve_webhooks(ctl, tls, fast=engine == "fast-path") as post:
             return [await post(w, r) for w, r in calls]
     return run(go())
 
@@ -33,9 +42,9 @@ def ctl(op_config, state):
     return new_controller(op_config, state)
 
 
-def test_zone_label_gets_hint(ctl, tls_files):
+def test_zone_label_gets_hint(ctl, tls_files, engine):
     obj = pod(labels={"securityZone": "dmz", "app": "web"})
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(obj)))
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(obj)), engine=engine)
     assert resp["response"]["allowed"] is True
     assert resp["response"]["patchType"] == "JSONPatch"
     assert patched(obj, resp)["metadata"]["annotations"] == {HINT: DMZ_HINT}
@@ -43,16 +52,16 @@ def test_zone_label_gets_hint(ctl, tls_files):
     assert resp["response"]["uid"]
 
 
-def test_namespace_allowed_by_selector_gets_hint(ctl, tls_files):
+def test_namespace_allowed_by_selector_gets_hint(ctl, tls_files, engine):
     obj = pod(namespace="edge", labels={"securityZone": "dmz"})
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(obj)))
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(obj)), engine=engine)
     assert patched(obj, resp)["metadata"]["annotations"][HINT] == DMZ_HINT
 
 
-def test_spoofed_hint_is_overridden(ctl, tls_files):
+def test_spoofed_hint_is_overridden(ctl, tls_files, engine):
     spoof = pod(labels={"securityZone": "dmz"}, annotations={HINT: "::3000:0:0:0", "keep": "me"})
     no_zone = pod(name="q", labels={"app": "x"}, annotations={HINT: "::3000:0:0:0"})
-    r1, r2 = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)), (POD_WEBHOOK, review(no_zone)))
+    r1, r2 = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)), (POD_WEBHOOK, review(no_zone)), engine=engine)
     assert r1["response"]["allowed"] and r2["response"]["allowed"]
     assert patched(spoof, r1)["metadata"]["annotations"] == {HINT: DMZ_HINT, "keep": "me"}
     assert "replaced" in r1["response"]["warnings"][0]
@@ -60,64 +69,64 @@ def test_spoofed_hint_is_overridden(ctl, tls_files):
     assert "removed" in r2["response"]["warnings"][0]
 
 
-def test_spoofed_hint_denied_in_deny_mode(state, tls_files):
+def test_spoofed_hint_denied_in_deny_mode(state, tls_files, engine):
     config = parse_controller_config(config_body(spoofedHint="deny"))
     ctl = new_controller(config, make_state(config))
     spoof = pod(labels={"securityZone": "dmz"}, annotations={HINT: "::3000:0:0:0"})
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)))
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)), engine=engine)
     assert resp["response"]["allowed"] is False
     assert resp["response"]["status"]["code"] == 403
     assert HINT in resp["response"]["status"]["message"]
     assert "patch" not in resp["response"]
 
 
-def test_unauthorized_zone_denied_naming_zone_and_namespace(ctl, tls_files):
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(namespace="web-apps", labels={"securityZone": "dmz"}))))
+def test_unauthorized_zone_denied_naming_zone_and_namespace(ctl, tls_files, engine):
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(namespace="web-apps", labels={"securityZone": "dmz"}))), engine=engine)
     r = resp["response"]
     assert r["allowed"] is False and r["status"]["code"] == 403
     assert "'dmz'" in r["status"]["message"] and "'web-apps'" in r["status"]["message"]
     assert "patch" not in r
 
 
-def test_unknown_zone_denied(ctl, tls_files):
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(labels={"securityZone": "dmzz"}))))
+def test_unknown_zone_denied(ctl, tls_files, engine):
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(labels={"securityZone": "dmzz"}))), engine=engine)
     r = resp["response"]
     assert r["allowed"] is False and r["status"]["code"] == 400
     assert "unknown security zone 'dmzz'" in r["status"]["message"]
     assert "db, dmz, web" in r["status"]["message"]
 
 
-def test_no_label_no_hint(ctl, tls_files):
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(labels={"app": "x"}))))
+def test_no_label_no_hint(ctl, tls_files, engine):
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(pod(labels={"app": "x"}))), engine=engine)
     assert resp["response"]["allowed"] is True
     assert "patch" not in resp["response"]
 
 
-def test_dry_run_same_answer_no_side_effects(ctl, tls_files):
+def test_dry_run_same_answer_no_side_effects(ctl, tls_files, engine):
     spoof = pod(labels={"securityZone": "dmz"}, annotations={HINT: "::1:0:0:0"})
     counter = ctl.metrics.admission_total.labels("pod", "spoof-replaced")
-    dry, = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof, dry_run=True)))
+    dry, = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof, dry_run=True)), engine=engine)
     assert counter._value.get() == 0  # no counting, no audit line for a dry run
-    real, = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)))
+    real, = admit(ctl, tls_files, (POD_WEBHOOK, review(spoof)), engine=engine)
     assert counter._value.get() == 1
     assert decode_patch(dry) == decode_patch(real) and dry["response"]["allowed"] is True
     assert patched(spoof, dry)["metadata"]["annotations"][HINT] == DMZ_HINT
 
 
-def test_update_hint_is_immutable_and_label_change_reported(ctl, tls_files):
+def test_update_hint_is_immutable_and_label_change_reported(ctl, tls_files, engine):
     old = pod(labels={"securityZone": "dmz"}, annotations={HINT: DMZ_HINT})
     new = copy.deepcopy(old)
     new["metadata"]["labels"]["securityZone"] = "web"
     new["metadata"]["annotations"][HINT] = "::2100:0:0:0"
-    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(new, operation="UPDATE", old=old)))
+    (resp,) = admit(ctl, tls_files, (POD_WEBHOOK, review(new, operation="UPDATE", old=old)), engine=engine)
     r = resp["response"]
     assert r["allowed"] is True
     assert patched(new, resp)["metadata"]["annotations"][HINT] == DMZ_HINT
     assert any("keeps its address" in w for w in r["warnings"])
 
 
-def test_admission_latency_is_measured(ctl, tls_files):
-    admit(ctl, tls_files, *[(POD_WEBHOOK, review(pod(labels={"securityZone": "dmz"})))] * 3)
+def test_admission_latency_is_measured(ctl, tls_files, engine):
+    admit(ctl, tls_files, *[(POD_WEBHOOK, review(pod(labels={"securityZone": "dmz"})))] * 3, engine=engine)
     text = ctl.metrics.exposition().decode()
     assert 'zonectl_admission_duration_seconds_count{webhook="pod-zone-hint"} 3.0' in text
 
@@ -166,3 +175,36 @@ def test_zone_guard(ctl, tls_files):
     assert r_clash["response"]["allowed"] is False and "both use id 0x2000" in r_clash["response"]["status"]["message"]
     assert r_new["response"]["allowed"] is True
     assert r_renum["response"]["allowed"] is False and "changing the id" in r_renum["response"]["status"]["message"]
+
+
+def test_fast_path_answers_exactly_like_kopf_engine(ctl, tls_files):
+    """The fast path is an optimisation only: for every kind of pod review, the same decision and result."""
+    with_hint = pod(labels={"securityZone": "web"}, annotations={HINT: "::2100:0:0:0"})
+    relabelled = copy.deepcopy(with_hint)
+    relabelled["metadata"]["labels"]["securityZone"] = "db"
+    dropped = copy.deepcopy(with_hint)
+    del dropped["metadata"]["annotations"][HINT]
+    cases = [
+        review(pod(labels={"securityZone": "dmz"})),
+        review(pod(labels={"securityZone": "dmz"}, annotations={"a": "b"})),
+        review(pod(labels={"securityZone": "dmz"}, annotations={HINT: "::1"})),
+        review(pod(labels={"securityZone": "web"}, annotations={HINT: "::2100:0:0:0"})),
+        review(pod(labels={}, annotations={HINT: "::1"})),
+        review(pod()),
+        review(pod(namespace="db", labels={"securityZone": "dmz"})),
+        review(pod(namespace="brand-new", labels={"securityZone": "dmz"})),
+        review(pod(namespace="brand-new", labels={"securityZone": "db"})),
+        review(pod(labels={"securityZone": "nope"})),
+        review(pod(labels={"securityZone": "dmz"}), dry_run=True),
+        review(relabelled, operation="UPDATE", old=with_hint),
+        review(dropped, operation="UPDATE", old=with_hint),
+    ]
+    slow = admit(ctl, tls_files, *[(POD_WEBHOOK, r) for r in cases], engine="kopf-engine")
+    fast = admit(ctl, tls_files, *[(POD_WEBHOOK, r) for r in cases], engine="fast-path")
+    for r, a, b in zip(cases, slow, fast):
+        a, b = a["response"], b["response"]
+        obj = r["request"]["object"]
+        assert (a["allowed"], a.get("status"), a.get("warnings")) == (b["allowed"], b.get("status"), b.get("warnings")), obj
+        assert patched(obj, {"response": a}) == patched(obj, {"response": b}), obj
+        assert a["uid"] == b["uid"] == r["request"]["uid"]
+    assert [x["response"]["allowed"] for x in fast] == [True] * 6 + [False] * 4 + [True] * 3

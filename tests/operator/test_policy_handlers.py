@@ -202,12 +202,22 @@ def test_zone_change_recompiles_the_policies_that_use_it(env: Env) -> None:
 
 def test_delete_removes_exactly_its_rows(env: Env) -> None:
     ps = create_all(env)
+    env.nbctl("--id=@a", "create", "ACL", "direction=to-lport", "priority=1001", "action=allow-related",
+              'match="ip6.src == fd00:10:244:1::99"', "external_ids:k8s.ovn.org/owner-controller=default-network-controller",
+              "--", "add", "Logical_Switch", "node1", "acls", "@a")  # an OVN-Kubernetes row, not ours
+
+    def rows(pred):
+        return sorted((r for r in acl_rows(env.nbctl) if pred(r["external_ids"])), key=lambda r: r["uuid"])
+
     keep = {k: {r["uuid"] for r in env.acls(k)} for k in ("zonectl-system/web", "zonectl-system/db")}
-    foreign = [r for r in acl_rows(env.nbctl) if "zonectl.io/policy" not in r["external_ids"]]
+    foreign = rows(lambda ids: ids.get("k8s.ovn.org/owner-controller") != "zonectl")
+    exemptions = rows(lambda ids: ids.get("zonectl.io/role") == "exempt")
+    assert len(foreign) == 1 and exemptions
     run(call(env.ctl.policy_deleted, ps["dmz"]))
     assert env.acls("zonectl-system/dmz") == []
     assert {k: {r["uuid"] for r in env.acls(k)} for k in keep} == keep
-    assert [r for r in acl_rows(env.nbctl) if "zonectl.io/policy" not in r["external_ids"]] == foreign
+    assert rows(lambda ids: ids.get("k8s.ovn.org/owner-controller") != "zonectl") == foreign
+    assert rows(lambda ids: ids.get("zonectl.io/role") == "exempt") == exemptions
     doc = json.loads(env.gateway_file.read_text())
     assert {r["policy"] for r in doc["rules"]} == {"zonectl-system/web", "zonectl-system/db"}
 

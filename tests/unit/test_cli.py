@@ -243,8 +243,9 @@ def test_explain_works_when_backends_are_broken(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "zone:     dmz (0x2000)" in proc.stdout, proc.stderr
     proc = subprocess_run("export", "--format", "nftables", "--zones", ZONES, "--config", CONFIG, env=env)
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess_run("operator", "run", env=env)
-    assert proc.returncode == 2 and "not available" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess_run("operator", "run", "--config", CONFIG, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("zonectl: error: zonectl operator is not available: ") and "broken here" in proc.stderr
 
 
 def test_startup_imports_no_backend() -> None:

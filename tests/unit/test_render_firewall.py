@@ -42,9 +42,13 @@ def test_ip6tables_golden(example) -> None:
     # fail closed: the last rule of the egress chain drops everything no rule allowed
     fwd = [l for l in text.splitlines() if l.startswith("-A ZONECTL-FWD")]
     assert fwd[-1] == '-A ZONECTL-FWD -m comment --comment "zonectl zone=- action=deny fail-closed" -j DROP'
-    # every compiled rule appears once, by id, in order
-    ids = [l.split("rule=")[1].split()[0] for l in fwd if "rule=" in l]
-    assert ids == [r.id for r in rules]
+    # each zone's rules sit in the zone's own chain, once each, in compiled order
+    for zone in {r.zone for r in rules}:
+        chain = [l for l in text.splitlines() if l.startswith(f"-A ZONECTL-Z-{zone} ")]
+        assert [l.split("rule=")[1].split()[0] for l in chain if "rule=" in l] == [r.id for r in rules if r.zone == zone]
+        assert chain[-1].endswith(f'--comment "zonectl zone={zone} action=deny closed" -j DROP')
+        dispatch = [l for l in fwd if f"-j ZONECTL-Z-{zone}" in l]
+        assert len(dispatch) == 1 and "-s fd00:10:244:0:" in dispatch[0]
 
 
 def test_ip6tables_jumps_only_when_asked(example) -> None:
@@ -61,17 +65,36 @@ def test_ip6tables_counters_parse() -> None:
         '[3:180] -A ZONECTL-FWD -m comment --comment "zonectl zone=- action=deny fail-closed" -j DROP',
         '[99:1] -A OTHER -m comment --comment "zonectl zone=x action=allow" -j ACCEPT',
         "[5:5] -A ZONECTL-FWD -j ACCEPT",
+        '[7:7] -A ZONECTL-FWD -s fd00::/64 -m comment --comment "zonectl dispatch=dmz" -j ZONECTL-Z-dmz',
+        '[4:400] -A ZONECTL-Z-dmz -m comment --comment "zonectl zone=dmz action=deny closed" -j DROP',
     ])
     c = ip6tables.parse_counters(save)
     assert [(x.field("zone"), x.field("action"), x.packets, x.bytes) for x in c] == [
-        ("dmz", "allow", 10, 840), ("-", "deny", 3, 180)]
+        ("dmz", "allow", 10, 840), ("-", "deny", 3, 180), ("dmz", "deny", 4, 400)]
 
 
 def test_per_rule_commands_match_restore(example) -> None:
     cfg, rules, zones, _ = example
     cmds = ip6tables.render_per_rule_commands(rules, zones)
-    assert len(cmds) == len(rules) + len(zones) + 1
-    assert cmds[0][:2] == ["-A", "ZONECTL-FWD"] and "--comment" in cmds[0]
+    chains = [c[1] for c in cmds if c[0] == "-N"]
+    assert chains[0] == "ZONECTL-FWD" and len(chains) == 1 + len({r.zone for r in rules})
+    appends = [c for c in cmds if c[0] == "-A"]
+    # every rule, one closing drop per zone, one dispatch per zone with rules, the fail-closed drop
+    assert len(appends) == len(rules) + len(zones) + (len(chains) - 1) + 1
+    assert all("--comment" in c for c in appends)
+
+
+def test_long_zone_names_get_short_chain_names() -> None:
+    name = ip6tables.zone_chain("a-very-long-zone-name-that-iptables-would-refuse")
+    assert len(name) <= 28 and name.startswith("ZONECTL-Z-a-very-long")
+    assert ip6tables.zone_chain("dmz") == "ZONECTL-Z-dmz"
+
+
+def test_stale_zone_chains_are_emptied_and_deleted(example) -> None:
+    cfg, rules, zones, _ = example
+    text = ip6tables.render_restore(rules, cfg.nat64.match(), zones, stale_chains=["ZONECTL-Z-gone", "ZONECTL-Z-dmz"])
+    assert ":ZONECTL-Z-gone - [0:0]" in text and "-X ZONECTL-Z-gone" in text
+    assert "-X ZONECTL-Z-dmz" not in text  # still wanted: never deleted
 
 
 def test_nftables_golden(example) -> None:

@@ -52,9 +52,14 @@ class Ip6tables:
                 missing.append(builtin)
         return tuple(missing)
 
+    def _save(self) -> str:
+        return self.host.run(["ip6tables-save", "-t", "filter"]).stdout + self.host.run(["ip6tables-save", "-t", "mangle"]).stdout
+
     def live(self) -> dict[str, list[str]]:
-        text = self.host.run(["ip6tables-save", "-t", "filter"]).stdout + self.host.run(["ip6tables-save", "-t", "mangle"]).stdout
-        return _by_chain(ip6tables.owned_lines(text))
+        return _by_chain(ip6tables.owned_lines(self._save()))
+
+    def live_chains(self) -> list[str]:
+        return ip6tables.owned_chains(self._save())
 
     def test(self, text: str) -> None:
         """Let ip6tables-restore parse the file without committing it (raises CommandError with why)."""
@@ -63,8 +68,11 @@ class Ip6tables:
     def apply(self, plan: GatewayPlan) -> bool:
         """Make zonectl's chains equal the plan in one ip6tables-restore; False if they already were."""
         jumps = self.missing_jumps(plan)
-        text = plan.ip6tables_text(jumps)
-        if not jumps and self.live() == expected_lines(plan.ip6tables_text()):
+        save = self._save()
+        chains = ip6tables.owned_chains(save)
+        stale = tuple(c for c in chains if c not in plan.filter_chains() and c != ip6tables.MARK_CHAIN)
+        text = plan.ip6tables_text(jumps, stale)
+        if not jumps and not stale and _by_chain(ip6tables.owned_lines(save)) == expected_lines(plan.ip6tables_text()):
             return False
         self.host.run(["ip6tables-restore", "-w", "--noflush"], input=text)
         return True
@@ -73,7 +81,8 @@ class Ip6tables:
         return ip6tables.parse_counters(self.host.run(["ip6tables-save", "-c", "-t", "filter"]).stdout)
 
     def remove(self, plan: GatewayPlan) -> None:
-        for argv in ip6tables.render_cleanup(plan.nat64):
+        zone_chains = [c for c in self.live_chains() if c.startswith(ip6tables.ZONE_CHAIN_PREFIX)]
+        for argv in ip6tables.render_cleanup(plan.nat64, zone_chains):
             self.host.run(["ip6tables", "-w", *argv], check=False)
 
 

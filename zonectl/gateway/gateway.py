@@ -158,6 +158,12 @@ class Gateway:
             report.add(f"sysctl {key}={value}", self.host.sysctl_set(key, value))
         report.add("ip6tables zone filter", self.ip6t.apply(plan))
         for inst in plan.instances:
+            old = self.taygas.get(inst.name)
+            if tayga and old is not None and old.tun != inst.tun:  # renamed TUN: end the old instance first
+                old.stop()
+                netlink.delete_link(self.host, old.tun)
+                del self.taygas[inst.name]
+                report.add(f"tayga {inst.name} moved from {old.tun}", True)
             report.add(f"tun {inst.tun}", netlink.ensure_tun(self.host, inst.tun))
             proc = self._process(inst.name, inst.tun)
             if not tayga:
@@ -201,15 +207,17 @@ class Gateway:
     # -- observe ---------------------------------------------------------------------------------
     def status(self) -> GatewayStatus:
         counters = self.ip6t.counters()
-        return GatewayStatus(self.version, tuple(p.status() for p in self.taygas.values()),
+        return GatewayStatus(self.version, tuple(p.status() for p in list(self.taygas.values())),
                              metrics.zone_totals(counters), len(self.plan.gateway_rules) if self.plan else 0, self.stats)
 
     def metrics_text(self) -> str:
         zones = [z.name for z in self.plan.zones] if self.plan else []
-        return metrics.render(self.ip6t.counters(), [p.status() for p in self.taygas.values()], self.stats, zones)
+        taygas = list(self.taygas.values())  # a snapshot: the HTTP thread may run during an apply
+        return metrics.render(self.ip6t.counters(), [p.status() for p in taygas], self.stats, zones)
 
     def healthy(self) -> bool:
-        return bool(self.taygas) and all(p.pid is not None for p in self.taygas.values())
+        taygas = list(self.taygas.values())
+        return bool(taygas) and all(p.pid is not None for p in taygas)
 
     # -- shutdown --------------------------------------------------------------------------------
     def close(self, *, cleanup: bool = False) -> None:
@@ -226,4 +234,6 @@ class Gateway:
                     netlink.remove_address(self.host, self.plan.uplink, addr)
                 for proc in self.taygas.values():
                     netlink.delete_link(self.host, proc.tun)
+                for name in ("uplink-addresses.json", "nft-applied.json"):
+                    (self.state_dir / name).unlink(missing_ok=True)
             self.taygas.clear()

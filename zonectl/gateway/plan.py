@@ -89,12 +89,18 @@ class GatewayPlan:
     uplink_addresses: tuple[str, ...]  # zones' egress addresses, as addr/32 on the uplink
     sysctls: tuple[tuple[str, str], ...] = SYSCTLS
     rule_ids: frozenset[str] = field(default_factory=frozenset)
+    ingress: tuple[AddrMatch, ...] = ()  # IPv6 side of static maps: their replies are accepted
 
-    def ip6tables_text(self, jumps: tuple[str, ...] = ("FORWARD", "PREROUTING")) -> str:
-        return ip6tables.render_restore(self.gateway_rules, self.nat64, self.zones, self.marks, jumps=jumps)
+    def ip6tables_text(self, jumps: tuple[str, ...] = ("FORWARD", "PREROUTING"), stale_chains: tuple[str, ...] = ()) -> str:
+        return ip6tables.render_restore(self.gateway_rules, self.nat64, self.zones, self.marks, jumps=jumps,
+                                        stale_chains=stale_chains, ingress=self.ingress)
+
+    def filter_chains(self) -> tuple[str, ...]:
+        """The ip6tables filter chains this plan owns (dispatch + one per zone with rules)."""
+        return tuple(ip6tables.chain_lines(self.gateway_rules, self.zones, ingress=self.ingress))
 
     def nft_filter_text(self) -> str:
-        return nftables.render_filter(self.gateway_rules, self.nat64, self.zones, self.marks)
+        return nftables.render_filter(self.gateway_rules, self.nat64, self.zones, self.marks, ingress=self.ingress)
 
     def instance(self, name: str) -> TaygaInstance:
         return next(i for i in self.instances if i.name == name)
@@ -150,6 +156,9 @@ def build_plan(
     add_instance("shared", cfg.tayga.tun, cfg.tayga.pool, shared_v4, None, None, None, None, cfg.static_maps)
     routes.add(RouteSpec(str(nat64.network), cfg.tayga.tun))
     routes.add(RouteSpec(str(cfg.tayga.pool), cfg.tayga.tun))
+    for m in cfg.static_maps:  # IPv4 clients reach mapped services through the shared Tayga
+        if m.ipv4 not in cfg.tayga.pool:
+            routes.add(RouteSpec(f"{m.ipv4}/32", cfg.tayga.tun))
 
     own = [z for z in registry if z.egress is not None]
     for index, zone in enumerate(own):
@@ -180,4 +189,5 @@ def build_plan(
         uplink=cfg.uplink,
         uplink_addresses=tuple(addresses),
         rule_ids=frozenset(r.id for r in gw_rules),
+        ingress=tuple(AddrMatch(int(m.ipv6), (1 << 128) - 1) for m in sorted(cfg.static_maps, key=lambda m: int(m.ipv6))),
     )

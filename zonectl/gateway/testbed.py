@@ -95,22 +95,25 @@ class Testbed:
         self.gateway.run(["ip", "-6", "route", "add", f"{address}/128", "dev", pod.gw_dev])
         return pod
 
-    def start_server(self) -> None:
-        proc = self.internet.popen([sys.executable, PROBE, "serve", "--bind", str(SERVER_V4), "--tcp", str(TCP_PORT),
-                                    "--udp", str(UDP_PORT)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    def start_server(self, label: str | None = None) -> None:
+        """The echo server: in the internet namespace on SERVER_V4, or in pod ``label`` on its IPv6 address."""
+        ns, bind = (self.internet, str(SERVER_V4)) if label is None else (self.pods[label].ns, "::")
+        proc = ns.popen([sys.executable, PROBE, "serve", "--bind", bind, "--tcp", str(TCP_PORT), "--udp", str(UDP_PORT)],
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self._procs.append(proc)
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("echo server did not start")
 
-    def probe(self, label: str, kind: str, target: str, port: int | None = None, timeout: float = 2.0) -> str | None:
-        """Run a probe from a pod: the address the server saw (tcp/udp), the replier (ping), or None."""
+    def probe(self, label: str | None, kind: str, target: str, port: int | None = None, timeout: float = 2.0) -> str | None:
+        """Run a probe from a pod (or the internet namespace when ``label`` is None): the address the
+        server saw (tcp/udp), the replier (ping), or None."""
         cmd = [sys.executable, PROBE, kind, target]
         if kind != "ping":
             cmd.append(str(port if port is not None else (TCP_PORT if kind == "tcp" else UDP_PORT)))
         cmd += ["--timeout", str(timeout)]
-        proc = self.pods[label].ns.run(cmd, check=False, timeout=timeout * 4 + 10)
+        ns = self.internet if label is None else self.pods[label].ns
+        proc = ns.run(cmd, check=False, timeout=timeout * 4 + 10)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def close(self) -> None:

@@ -24,14 +24,16 @@ from ..gateway.firewall import Ip6tables, expected_lines
 from ..gateway.gateway import Gateway
 from ..gateway.host import Host
 from ..gateway.tayga import detect_version
+from ..netns import kill_netns_pids
 from ..ovn.connection import connect
 from ..ovn.sync import SyncReport, SyncSettings, sync
 from . import gwd
 from .build import AGENT
 from .inputs import Compiled
-from .state import LabError, LabState, alive, cmdline
+from .state import LabError, LabState, ProcessRecord, alive, cmdline
 
 PACKAGE_ROOT = Path(zonectl.__file__).resolve().parents[1]
+GWD_PROGRAM = "zonectl.lab.gwd"  # what the daemon's command line contains (checked before signalling it)
 
 OVN_LAB_KEYS = ("controller", "tier", "allowAction", "denyAction", "priorityMin", "priorityMax", "nodePortPrefix")
 
@@ -87,17 +89,42 @@ def start_gateway(state: LabState, netns: str) -> dict[str, Any]:
             ["ip", "netns", "exec", netns, sys.executable, "-m", "zonectl.lab.gwd", "--state-dir", str(state.state_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
-    state.started_process(proc.pid, "zonectl.lab.gwd", "gateway daemon")
+    state.started_process(proc.pid, GWD_PROGRAM, "gateway daemon")
     result = _wait_apply(apply_file, 1, proc)
     if not result.get("ok"):
         raise LabError(f"the gateway refused the policies: {result.get('error')}")
     return result
 
 
+def _daemon(state: LabState) -> ProcessRecord | None:
+    """The running gateway daemon (the newest record: `lab sync` may have restarted it), or None."""
+    for rec in reversed(state.processes):
+        if rec.program == GWD_PROGRAM and alive(rec.pid) and rec.program in cmdline(rec.pid):
+            return rec
+    return None
+
+
+def gateway_running(state: LabState) -> bool:
+    return _daemon(state) is not None
+
+
+def clear_gateway_netns(netns: str, timeout: float = 10.0) -> None:
+    """End every process left in the (lab-owned) gateway namespace and wait until they are gone, so a
+    new Tayga can attach the TUN devices the orphans held."""
+    kill_netns_pids(netns)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+        if not [p for p in pids if alive(int(p))]:
+            return
+        time.sleep(0.05)
+    raise LabError(f"processes in {netns} did not exit within {timeout:.0f}s")
+
+
 def reapply_gateway(state: LabState) -> dict[str, Any]:
     """Ask the running gateway daemon to apply again (SIGHUP) and return what it changed."""
-    rec = next((p for p in state.processes if p.program == "zonectl.lab.gwd"), None)
-    if rec is None or not alive(rec.pid) or rec.program not in cmdline(rec.pid):
+    rec = _daemon(state)
+    if rec is None:
         raise LabError("the lab's gateway daemon is not running; run `zonectl lab up` again")
     apply_file = state.state_dir / "gateway" / gwd.APPLY_FILE
     seq = json.loads(apply_file.read_text()).get("seq", 0) if apply_file.exists() else 0
@@ -150,5 +177,6 @@ def gateway_metrics(netns: str) -> str:
     proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, str(AGENT), "get",
                            f"http://{gwd.METRICS_LISTEN}/metrics"], capture_output=True, text=True, timeout=20)
     if proc.returncode != 0:
-        raise LabError(f"cannot read the gateway's metrics: {proc.stderr.strip()[-300:]}")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LabError(f"cannot read the gateway's metrics: {last}")
     return proc.stdout

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import enforce, traffic
 from .inputs import Compiled
+from .state import LabError
 from .matrix import Matrix, egress_sources, render_html, render_svg
 from .topology import Topology
 
@@ -32,8 +33,12 @@ def export_text(compiled: Compiled, topo: Topology, fmt: str) -> str:
     return export.render(fmt, data).rstrip()
 
 
-def counters_text(topo: Topology) -> str:
-    text = enforce.gateway_metrics(topo.gateway.netns)
+def counters_text(netns: str) -> str:
+    """Per-zone allowed/denied packet counts and Tayga health, from the gateway's own /metrics."""
+    try:
+        text = enforce.gateway_metrics(netns)
+    except LabError as exc:  # reported, not fatal: drift already says the gateway is not running
+        return f"unavailable: {exc}"
     rows: dict[str, dict[str, str]] = {}
     other: list[str] = []
     for line in text.splitlines():

@@ -146,7 +146,12 @@ def sync(state_dir: Path, *, say: Say = print) -> Drift:
     build.attach_ovn(state).wait_hv()
     for line in ovn_report.lines():
         say(line)
-    result = enforce.reapply_gateway(state)
+    if enforce.gateway_running(state):
+        result = enforce.reapply_gateway(state)
+    else:  # the daemon died: end what it left in its namespace (orphaned Taygas hold the TUNs), start anew
+        say("gateway daemon not running: restarting it")
+        enforce.clear_gateway_netns(topo.gateway.netns)
+        result = enforce.start_gateway(state, topo.gateway.netns)
     if not result.get("ok"):
         raise LabError(f"the gateway refused the policies (previous state kept): {result.get('error')}")
     changes = result.get("changes") or []
@@ -155,8 +160,12 @@ def sync(state_dir: Path, *, say: Say = print) -> Drift:
 
 
 def drift(state: LabState, compiled: Compiled, topo: Topology) -> Drift:
+    """Desired vs actual at both enforcement points, as the OVN backend and the gateway see it."""
     ovn_report = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled, mode="log")
-    return Drift([str(c) for c in ovn_report.changes], enforce.gateway_drift(compiled, state.state_dir, topo.gateway.netns))
+    gateway = enforce.gateway_drift(compiled, state.state_dir, topo.gateway.netns)
+    if not enforce.gateway_running(state):
+        gateway.insert(0, "the gateway daemon is not running (Tayga unsupervised or gone): run `zonectl lab up`")
+    return Drift([str(c) for c in ovn_report.changes], gateway)
 
 
 def test(state_dir: Path, *, repair: bool = False, export_format: str = "csv", say: Say = print) -> int:
@@ -168,6 +177,7 @@ def test(state_dir: Path, *, repair: bool = False, export_format: str = "csv", s
         for line in found.lines()[:-1]:
             say(line)
         sync(state_dir, say=say)
+        state = load_state(state_dir.resolve())  # sync may have recorded a restarted gateway daemon
         found = drift(state, compiled, topo)
     return check(state, compiled, topo, found, export_format=export_format, say=say)
 
@@ -199,7 +209,7 @@ def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, 
         "ICMPv6 neighbour discovery through OVN": report.nd_text(nd),
         "NAT64 egress: IPv4 source the internet saw, per zone": report.egress_text(matrix),
         f"firewall export ({export_format})": report.export_text(compiled, topo, export_format),
-        "gateway counters (per zone, from its /metrics)": report.counters_text(topo),
+        "gateway counters (per zone, from its /metrics)": report.counters_text(topo.gateway.netns),
     }
     retried = f", {len(again)} sent again" if again else ""
     say(f"== reachability: {len(probes)} probes (TCP, UDP, ICMPv6 echo) in {elapsed:.1f}s{retried}; "

@@ -16,8 +16,10 @@ Rules (pods):
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 from .config import OperatorSettings
 from .zonestate import HintTable
@@ -112,3 +114,31 @@ def decide_update(
     if before is None:
         return PodDecision("restored", action="remove", warnings=tuple(warnings), zone=old_zone)
     return PodDecision("restored", action="set", value=before, warnings=tuple(warnings), zone=old_zone)
+
+
+def json_patch(decision: PodDecision, key: str, annotations: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    """The RFC 6902 operations that apply ``decision`` to a pod whose annotations are ``annotations``."""
+    path = "/metadata/annotations"
+    if decision.action == "set":
+        if annotations is None:
+            return [{"op": "add", "path": path, "value": {key: decision.value}}]
+        return [{"op": "add", "path": f"{path}/{key.replace('~', '~0').replace('/', '~1')}", "value": decision.value}]
+    if decision.action == "remove" and annotations is not None and key in annotations:
+        if len(annotations) == 1:  # no empty map left behind (kopf's engine does the same)
+            return [{"op": "remove", "path": path}]
+        return [{"op": "remove", "path": f"{path}/{key.replace('~', '~0').replace('/', '~1')}"}]
+    return []
+
+
+def review_response(request: Mapping[str, Any], decision: PodDecision, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """An AdmissionReview response, shaped exactly as kopf's admission engine shapes it."""
+    response: dict[str, Any] = {"uid": request["request"].get("uid", ""), "allowed": decision.allowed}
+    if decision.warnings:
+        response["warnings"] = list(decision.warnings)
+    if decision.allowed and ops:
+        response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode("ascii")
+        response["patchType"] = "JSONPatch"
+    if not decision.allowed:
+        response["status"] = {"message": decision.message, "code": decision.code}
+    return {"apiVersion": request.get("apiVersion", "admission.k8s.io/v1"),
+            "kind": request.get("kind", "AdmissionReview"), "response": response}

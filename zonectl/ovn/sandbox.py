@@ -563,10 +563,10 @@ class OvnSandbox:
         return proc.stdout
 
     def nbctl(self, *args: str, timeout: float = 60.0) -> str:
-        return self.run(["ovn-nbctl", f"--db={self.nb_remote}", "--timeout=30", *args], timeout=timeout)
+        return self.run(["ovn-nbctl", f"--db={self.nb_remote}", f"--timeout={int(timeout)}", *args], timeout=timeout + 5)
 
     def sbctl(self, *args: str, timeout: float = 60.0) -> str:
-        return self.run(["ovn-sbctl", f"--db={self.sb_remote}", "--timeout=30", *args], timeout=timeout)
+        return self.run(["ovn-sbctl", f"--db={self.sb_remote}", f"--timeout={int(timeout)}", *args], timeout=timeout + 5)
 
     def vsctl(self, *args: str, timeout: float = 60.0) -> str:
         return self.run(["ovs-vsctl", f"--db=unix:{self.path('ovs.sock')}", "--timeout=30", *args], timeout=timeout)
@@ -592,13 +592,13 @@ class OvnSandbox:
 
     # ----- sync and measurement ----------------------------------------------------------------------
 
-    def wait_sb(self) -> None:
+    def wait_sb(self, timeout: float = 60.0) -> None:
         """Block until northd has turned the current NB contents into SB logical flows."""
-        self.nbctl("--wait=sb", "sync")
+        self.nbctl("--wait=sb", "sync", timeout=timeout)
 
-    def wait_hv(self) -> None:
+    def wait_hv(self, timeout: float = 60.0) -> None:
         """Block until every chassis' ovn-controller has installed the current NB contents as OpenFlow."""
-        self.nbctl("--wait=hv", "sync")
+        self.nbctl("--wait=hv", "sync", timeout=timeout)
 
     def flow_count(self) -> int:
         """OpenFlow flows on br-int (all tables), as ovs-ofctl counts them."""

@@ -14,6 +14,7 @@ no transaction at all: a second sync writes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -57,16 +58,26 @@ class SyncSettings:
         unknown = set(section) - known
         if unknown:
             raise ValidationError(f"unknown field(s) {', '.join(sorted(unknown))}", source="config: ovn")
+        for key, allowed in (("drift", SYNC_MODES), ("snat", ("report", "remove"))):
+            if key in section and section[key] not in allowed:
+                raise ValidationError(f"ovn.{key} {section[key]!r} is not one of {', '.join(allowed)}",
+                                      source="config")
         tier = section.get("tier", 1)
-        acl = AclSettings(
-            controller=str(section.get("controller", "zonectl")),
-            tier=(int(tier) if tier is not None else None) if has_tier else None,
-            allow_action=str(section.get("allowAction", "allow-related")),
-            deny_action=str(section.get("denyAction", "drop")),
-            priority_min=int(section.get("priorityMin", 1100)),
-            priority_max=int(section.get("priorityMax", 1999)),
-        )
+        try:
+            acl = AclSettings(
+                controller=str(section.get("controller", "zonectl")),
+                tier=(int(tier) if tier is not None else None) if has_tier else None,
+                allow_action=str(section.get("allowAction", "allow-related")),
+                deny_action=str(section.get("denyAction", "drop")),
+                priority_min=int(section.get("priorityMin", 1100)),
+                priority_max=int(section.get("priorityMax", 1999)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"ovn: tier, priorityMin and priorityMax must be integers ({exc})",
+                                  source="config") from None
         names = section.get("switches")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValidationError("ovn.switches must be a list of logical switch names", source="config")
         selector = SwitchSelector(
             cluster=cluster,
             names=tuple(names) if names else None,
@@ -230,12 +241,6 @@ def make_plan(
 
 # ----- the command ----------------------------------------------------------------------------------
 
-def _command_base():
-    from ovsdbapp.backend.ovs_idl import command
-
-    return command.BaseCommand
-
-
 class _SyncCommandMixin:
     """Plans from the live cache inside the transaction, then (if ``write``) applies the plan to ``txn``."""
 
@@ -293,15 +298,15 @@ def _apply(txn, tables: Mapping[str, Any], plan: Plan) -> None:
                 sw_rows[sw].delvalue("acls", row)
 
 
-_command_classes: dict[str, type] = {}
+@functools.cache
+def _command_class() -> type:
+    """ovsdbapp is imported on first use only, so rendering (``zonectl compile --target ovn``) needs none."""
+    from ovsdbapp.backend.ovs_idl import command
 
+    class ZonectlSyncCommand(_SyncCommandMixin, command.BaseCommand):
+        pass
 
-def _sync_command(api, rules, settings, write, keep_policies):
-    cls = _command_classes.get("sync")
-    if cls is None:
-        cls = type("ZonectlSyncCommand", (_SyncCommandMixin, _command_base()), {})
-        _command_classes["sync"] = cls
-    return cls(api, rules, settings, write, keep_policies)
+    return ZonectlSyncCommand
 
 
 # ----- public entry points --------------------------------------------------------------------------
@@ -329,7 +334,7 @@ def sync(
     rules = list(rules)
     # Fail before touching NB if the rules cannot be placed (e.g. the priority band is too small).
     assign_priorities(rules, settings.acl)
-    cmd = _sync_command(nb.api, rules, settings, mode == "repair", keep_policies)
+    cmd = _command_class()(nb.api, rules, settings, mode == "repair", keep_policies)
     try:
         if mode == "repair":
             with nb.api.transaction(check_error=True, log_errors=False) as txn:

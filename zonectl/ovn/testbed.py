@@ -148,12 +148,15 @@ class Cluster:
         """Logical switch ports with addresses and port security (as OVN-K sets them); optional per-pod SNAT."""
         pods = list(pods)
         cmds: list[list[str]] = []
-        for p in pods:
-            addr = f"{p.mac} {p.ip}"
-            cmds.append(["lsp-add", p.node.switch, p.lport, "--", "lsp-set-addresses", p.lport, addr, "--",
-                         "lsp-set-port-security", p.lport, addr])
+        for i, p in enumerate(pods):
+            # Generic create/add: ovn-nbctl's lsp-add and lr-nat-add scan every row per command (quadratic).
+            addr = q(f"{p.mac} {p.ip}")
+            cmds.append([f"--id=@p{i}", "create", "Logical_Switch_Port", f"name={q(p.lport)}", f"addresses={addr}",
+                         f"port_security={addr}", "--", "add", "Logical_Switch", p.node.switch, "ports", f"@p{i}"])
             if per_pod_snat:
-                cmds.append(["lr-nat-add", f"GR_{p.node.name}", "snat", f"2001:db8:ff::{p.node.index:x}", str(p.ip)])
+                cmds.append([f"--id=@n{i}", "create", "NAT", "type=snat", f"external_ip={q(f'2001:db8:ff::{p.node.index:x}')}",
+                             f"logical_ip={q(str(p.ip))}", "--", "add", "Logical_Router", f"GR_{p.node.name}", "nat",
+                             f"@n{i}"])
         batch(self.nbctl, cmds, batch_size)
         self.pods.extend(pods)
         return pods

@@ -7,9 +7,12 @@ them, so rules others keep in FORWARD or in their own chains are never touched.
 Layout, for the egress gateway (traffic to the NAT64 prefix)::
 
     FORWARD    -d <nat64 prefix> -j ZONECTL-FWD           (inserted once, only if missing)
-    ZONECTL-FWD  one rule per compiled rule, in order, comment "zonectl rule=<id> zone=<z> ..."
-                 -s <zone mask> -j DROP   per known zone   (counts that zone's drops)
-                 -j DROP                                    (fail closed: no zone, unknown zone)
+    ZONECTL-FWD  -s <zone mask> -j ZONECTL-Z-<zone>          one dispatch rule per zone with rules
+                 -s <zone mask> -j DROP                      zones without rules (closed, counted)
+                 -j DROP                                     fail closed: no zone, unknown zone
+    ZONECTL-Z-<zone>  the zone's compiled rules in order, comment "zonectl rule=<id> zone=<z> ...",
+                 then -j DROP (closed): a packet walks the zone list plus its own zone's rules only,
+                 not every rule of every zone (zone masks are disjoint, so this changes no verdict)
     PREROUTING (mangle) -d <nat64 prefix> -j ZONECTL-MARK
     ZONECTL-MARK -s <zone mask> -j MARK --set-xmark <v>/<mask>   per zone with its own IPv4 pool
 
@@ -18,6 +21,7 @@ The text is written the way ``ip6tables-save`` prints it, so a saved copy can be
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -25,7 +29,9 @@ from typing import Iterable, Sequence
 from ..core.layout import AddrMatch
 from ..core.rules import Rule
 
+CHAIN_PREFIX = "ZONECTL-"
 FWD_CHAIN = "ZONECTL-FWD"
+ZONE_CHAIN_PREFIX = "ZONECTL-Z-"
 MARK_CHAIN = "ZONECTL-MARK"
 OWNER = "zonectl"
 PROTO = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "icmpv6": "ipv6-icmp"}
@@ -82,19 +88,61 @@ def match_args(rule: Rule, *, with_dst: bool = True) -> list[str]:
     return out
 
 
-def rule_line(chain: str, rule: Rule) -> str:
+def rule_line(chain: str, rule: Rule, *, with_src: bool = True) -> str:
     target = "ACCEPT" if rule.action == "allow" else "DROP"
-    return " ".join(["-A", chain, *match_args(rule), comment(rule_comment(rule)), "-j", target])
+    args = match_args(rule)
+    if not with_src and args[:1] == ["-s"]:
+        args = args[2:]
+    return " ".join(["-A", chain, *args, comment(rule_comment(rule)), "-j", target])
+
+
+def zone_chain(zone: str) -> str:
+    """A zone's chain name; iptables allows 28 characters, zone names may have 63."""
+    name = ZONE_CHAIN_PREFIX + zone
+    if len(name) <= 28:
+        return name
+    return ZONE_CHAIN_PREFIX + zone[:11] + "-" + hashlib.sha256(zone.encode()).hexdigest()[:6]
+
+
+def _zone_groups(rules: Iterable[Rule], zones: Sequence[ZoneMatch]) -> list[tuple[str, AddrMatch | None, list[Rule]]]:
+    """(zone, match, its rules in order) for every zone that has rules or is known, sorted by name."""
+    by_zone: dict[str, list[Rule]] = {}
+    for r in rules:
+        by_zone.setdefault(r.zone, []).append(r)
+    matches: dict[str, AddrMatch | None] = {z.name: z.match for z in zones}
+    for name, rs in by_zone.items():
+        matches.setdefault(name, rs[0].src)  # egress rules: src is the zone's own match
+    return [(name, matches[name], by_zone.get(name, [])) for name in sorted(matches)]
+
+
+def chain_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str = FWD_CHAIN,
+                ingress: Sequence[AddrMatch] = ()) -> dict[str, list[str]]:
+    """Every owned filter chain and its rules: the dispatch chain first, then one chain per zone.
+
+    ``ingress`` are the IPv6 sides of static maps (services IPv4 clients reach through Tayga): their
+    replies head for the NAT64 prefix too, so established flows from them are accepted first.
+    """
+    out: dict[str, list[str]] = {chain: []}
+    for m in ingress:
+        out[chain].append(" ".join(["-A", chain, "-s", addr(m), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                                    comment(f"{OWNER} ingress-map replies"), "-j", "ACCEPT"]))
+    for name, match, zrules in _zone_groups(rules, zones):
+        src = ["-s", addr(match)] if match is not None and not match.is_any else []
+        if not zrules:
+            out[chain].append(" ".join(["-A", chain, *src, comment(f"{OWNER} zone={name} action=deny closed"),
+                                        "-j", "DROP"]))
+            continue
+        zc = zone_chain(name)
+        out[chain].append(" ".join(["-A", chain, *src, comment(f"{OWNER} dispatch={name}"), "-j", zc]))
+        out[zc] = [rule_line(zc, r, with_src=False) for r in zrules]
+        out[zc].append(" ".join(["-A", zc, comment(f"{OWNER} zone={name} action=deny closed"), "-j", "DROP"]))
+    out[chain].append(" ".join(["-A", chain, comment(f"{OWNER} zone=- action=deny fail-closed"), "-j", "DROP"]))
+    return out
 
 
 def forward_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str = FWD_CHAIN) -> list[str]:
-    """The body of the egress chain: rules in order, then per-zone drops, then the fail-closed drop."""
-    lines = [rule_line(chain, r) for r in rules]
-    for z in sorted(zones, key=lambda z: z.name):
-        lines.append(" ".join(["-A", chain, "-s", addr(z.match),
-                               comment(f"{OWNER} zone={z.name} action=deny closed"), "-j", "DROP"]))
-    lines.append(" ".join(["-A", chain, comment(f"{OWNER} zone=- action=deny fail-closed"), "-j", "DROP"]))
-    return lines
+    """All owned filter rules as ``-A`` lines (dispatch chain, then zone chains)."""
+    return [line for lines in chain_lines(rules, zones, chain).values() for line in lines]
 
 
 def mark_lines(marks: Sequence[ZoneMark], chain: str = MARK_CHAIN) -> list[str]:
@@ -122,15 +170,22 @@ def render_restore(
     marks: Sequence[ZoneMark] = (),
     *,
     jumps: Iterable[str] = ("FORWARD", "PREROUTING"),
+    stale_chains: Iterable[str] = (),
+    ingress: Sequence[AddrMatch] = (),
 ) -> str:
     """The full ``ip6tables-restore --noflush`` input. ``jumps`` lists the built-in chains whose jump
-    rule is missing and must be inserted (the gateway checks; a pure export includes both)."""
+    rule is missing and must be inserted (the gateway checks; a pure export includes both);
+    ``stale_chains`` are zone chains left from an earlier apply, emptied and deleted here."""
     jumps = set(jumps)
+    chains = chain_lines(rules, zones, ingress=ingress)
+    stale = sorted(set(stale_chains) - set(chains))
     out = ["# Generated by zonectl: owned chains only; load with ip6tables-restore --noflush"]
-    out += ["*filter", f":{FWD_CHAIN} - [0:0]"]
+    out += ["*filter", *(f":{c} - [0:0]" for c in [*chains, *stale])]
     if "FORWARD" in jumps:
         out.append(jump_line("FORWARD", nat64, FWD_CHAIN))
-    out += forward_lines(rules, zones)
+    for lines in chains.values():
+        out += lines
+    out += [f"-X {c}" for c in stale]
     out.append("COMMIT")
     out += ["*mangle", f":{MARK_CHAIN} - [0:0]"]
     if "PREROUTING" in jumps:
@@ -140,16 +195,20 @@ def render_restore(
     return "\n".join(out) + "\n"
 
 
-def render_per_rule_commands(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str = FWD_CHAIN) -> list[list[str]]:
-    """The same filter as one ``ip6tables`` argv per rule (the slow way; the benchmark's baseline)."""
-    return [shlex.split(line) for line in forward_lines(rules, zones, chain)]
+def render_per_rule_commands(rules: Iterable[Rule], zones: Sequence[ZoneMatch]) -> list[list[str]]:
+    """The same filter as one ``ip6tables`` argv per chain and rule (the slow way; the benchmark's baseline)."""
+    chains = chain_lines(rules, zones)
+    return [["-N", c] for c in chains] + [shlex.split(line) for lines in chains.values() for line in lines]
 
 
-def render_cleanup(nat64: AddrMatch) -> list[list[str]]:
-    """argv lists that remove everything zonectl added (for ``zonectl gateway run`` shutdown/uninstall)."""
+def render_cleanup(nat64: AddrMatch, zone_chains: Iterable[str] = ()) -> list[list[str]]:
+    """argv lists that remove everything zonectl added (``zone_chains``: the live ZONECTL-Z-* chains)."""
+    zone_chains = list(zone_chains)
     return [
         ["-t", "filter", "-D", *jump_spec("FORWARD", nat64, FWD_CHAIN)],
         ["-t", "filter", "-F", FWD_CHAIN],
+        *(["-t", "filter", "-F", c] for c in zone_chains),
+        *(["-t", "filter", "-X", c] for c in zone_chains),
         ["-t", "filter", "-X", FWD_CHAIN],
         ["-t", "mangle", "-D", *jump_spec("PREROUTING", nat64, MARK_CHAIN)],
         ["-t", "mangle", "-F", MARK_CHAIN],
@@ -157,13 +216,19 @@ def render_cleanup(nat64: AddrMatch) -> list[list[str]]:
     ]
 
 
-def owned_lines(save_text: str, chains: Sequence[str] = (FWD_CHAIN, MARK_CHAIN)) -> list[str]:
+def owned_chains(save_text: str) -> list[str]:
+    """zonectl's chains declared in an ``ip6tables-save`` output (``:ZONECTL-... - [0:0]``)."""
+    return [line[1:].split()[0] for line in save_text.splitlines() if line.startswith(":" + CHAIN_PREFIX)]
+
+
+def owned_lines(save_text: str) -> list[str]:
     """zonectl's rules in an ``ip6tables-save`` output (counters stripped): what a re-apply compares."""
     out: list[str] = []
     for line in save_text.splitlines():
         body = line.split("] ", 1)[1] if line.startswith("[") else line
         words = body.split()
-        if len(words) >= 2 and words[0] == "-A" and (words[1] in chains or f"--comment \"{OWNER} jump\"" in body):
+        if len(words) >= 2 and words[0] == "-A" and (words[1].startswith(CHAIN_PREFIX)
+                                                     or f"--comment \"{OWNER} jump\"" in body):
             out.append(body)
     return out
 
@@ -182,21 +247,23 @@ class Counter:
         return None
 
 
-def parse_counters(save_text: str, chain: str = FWD_CHAIN) -> list[Counter]:
-    """Per-rule counters from ``ip6tables-save -c`` for rules in ``chain`` carrying a zonectl comment."""
+def parse_counters(save_text: str) -> list[Counter]:
+    """Per-rule counters from ``ip6tables-save -c``: every rule in zonectl's chains with a verdict comment
+    (``zone=... action=...``); dispatch jumps are not verdicts and are left out."""
     out: list[Counter] = []
     for line in save_text.splitlines():
         if not line.startswith("["):
             continue
         head, _, body = line.partition("] ")
         words = body.split()
-        if len(words) < 2 or words[0] != "-A" or words[1] != chain:
+        if len(words) < 2 or words[0] != "-A" or not words[1].startswith(CHAIN_PREFIX):
             continue
+        chain = words[1]
         packets, _, nbytes = head[1:].partition(":")
         text = ""
         if "--comment " in body:
             rest = body.split("--comment ", 1)[1]
             text = rest[1:].split('"', 1)[0] if rest.startswith('"') else rest.split()[0]
-        if text.startswith(OWNER):
+        if text.startswith(OWNER) and " action=" in text:
             out.append(Counter(chain, text, int(packets), int(nbytes)))
     return out

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from ..core.layout import AddrMatch
 from ..core.rules import Rule
-from .ip6tables import ZoneMark, ZoneMatch, rule_comment
+from .ip6tables import ZoneMark, ZoneMatch, _zone_groups, rule_comment
 
 FILTER_TABLE = "zonectl"
 NAT_TABLE = "zonectl-nat"
@@ -37,9 +37,9 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', "'")[:128] + '"'
 
 
-def rule_expr(rule: Rule) -> str:
+def rule_expr(rule: Rule, *, with_src: bool = True) -> str:
     parts: list[str] = []
-    if rule.src is not None and not rule.src.is_any:
+    if with_src and rule.src is not None and not rule.src.is_any:
         parts.append(addr_expr("saddr", rule.src))
     if rule.dst is not None and not rule.dst.is_any:
         parts.append(addr_expr("daddr", rule.dst))
@@ -64,6 +64,10 @@ def _replace(family: str, table: str, body: list[str]) -> list[str]:
     return [f"table {family} {table}", f"delete table {family} {table}", f"table {family} {table} {{", *body, "}"]
 
 
+def _chain_name(zone: str) -> str:
+    return f"zone-{zone}"
+
+
 def render_filter(
     rules: Iterable[Rule],
     nat64: AddrMatch,
@@ -71,18 +75,38 @@ def render_filter(
     marks: Sequence[ZoneMark] = (),
     *,
     table: str = FILTER_TABLE,
+    ingress: Sequence[AddrMatch] = (),
 ) -> str:
-    """The zone filter (and own-pool marks) as an ``ip6`` table; same semantics as the ip6tables render."""
+    """The zone filter (and own-pool marks) as an ``ip6`` table; same verdicts as the ip6tables render.
+
+    Each zone has a chain of its own; when every zone shares one mask (one layout, cluster scope) the
+    dispatch is a single verdict map lookup on the masked source address, otherwise one rule per zone.
+    """
+    groups = _zone_groups(rules, zones)
     body = [
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
         f"\t\t{addr_expr('daddr', nat64)} jump zone-egress",
         "\t}",
-        "\tchain zone-egress {",
     ]
-    body += [f"\t\t{rule_expr(r)}" for r in rules]
-    for z in sorted(zones, key=lambda z: z.name):
-        body.append(f"\t\t{addr_expr('saddr', z.match)} counter drop comment {_quote(f'zonectl zone={z.name} action=deny closed')}")
+    for name, _, zrules in groups:
+        body.append(f"\tchain {_quote_chain(name)} {{")
+        body += [f"\t\t{rule_expr(r, with_src=False)}" for r in zrules]
+        body.append(f"\t\tcounter drop comment {_quote(f'zonectl zone={name} action=deny closed')}")
+        body.append("\t}")
+    body.append("\tchain zone-egress {")
+    for m in ingress:
+        body.append(f"\t\t{addr_expr('saddr', m)} ct state established,related accept "
+                    f"comment {_quote('zonectl ingress-map replies')}")
+    masks = {m.mask for _, m, _ in groups if m is not None}
+    if groups and len(masks) == 1 and all(m is not None and m.prefixlen is None for _, m, _ in groups):
+        mask = AddrMatch(0, masks.pop()).netmask
+        entries = ", ".join(f"{m.address} : jump {_quote_chain(name)}" for name, m, _ in groups if m is not None)
+        body.append(f"\t\tip6 saddr & {mask} vmap {{ {entries} }}")
+    else:
+        for name, m, _ in groups:
+            src = f"{addr_expr('saddr', m)} " if m is not None and not m.is_any else ""
+            body.append(f"\t\t{src}jump {_quote_chain(name)}")
     body.append(f"\t\tcounter drop comment {_quote('zonectl zone=- action=deny fail-closed')}")
     body.append("\t}")
     if marks:
@@ -99,6 +123,11 @@ def render_filter(
             )
         body.append("\t}")
     return "\n".join(_replace("ip6", table, body)) + "\n"
+
+
+def _quote_chain(zone: str) -> str:
+    """Zone names are DNS labels, so ``zone-<name>`` is a valid bare nft identifier."""
+    return _chain_name(zone)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,188 @@
+"""Running the controller: validated config -> clients -> primed caches -> two kopf operators + ops server.
+
+Start-up fails fast with one clear message (exit status 2) when the config is invalid, the cluster
+is unreachable, the CRDs are missing, the webhook certificate is missing or OVN cannot be reached:
+a controller that starts half-configured would answer webhooks wrongly. Nothing here runs at import
+time: clients are built in ``run()``.
+
+The two kopf operators (see handlers.py for why two) share one event loop, one ZoneState and one
+Metrics. kopf installs its SIGTERM handler per operator and the last one wins, so when either operator
+stops, the other is told to stop as well (``stop_flag``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from ..core.errors import ZonectlError
+from .backend import Backend, OvnBackend
+from .config import ControllerConfig, load_controller_config
+from .gatewayfeed import ConfigMapPublisher, FilePublisher, Publisher
+from .handlers import POD_WEBHOOK, Controller, admission_registry, controller_registry
+from .metrics import Metrics
+from .ops import OpsServer, Readiness
+from .reconcile import PolicyReconciler, policy_key
+from .webhook import ZonectlWebhookServer, operator_settings
+from .zonestate import ZoneState
+
+LOG = logging.getLogger("zonectl.operator")
+GROUP, VERSION = "zonectl.io", "v1alpha1"
+
+
+class StartupError(ZonectlError):
+    """The controller cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    config_path: Path
+    kubeconfig: str | None = None
+    ovn_remote: str | None = None  # overrides ovn.nb from the config
+    log_format: str = "json"
+    verbose: bool = False
+
+
+def configure_logging(log_format: str = "json", verbose: bool = False) -> None:
+    """Structured (JSON, one object per line) logs for kopf's and zonectl's loggers, or plain text."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
+
+
+def kube_clients(kubeconfig: str | None) -> tuple[Any, Any]:
+    """CoreV1Api and CustomObjectsApi: in-cluster service account, else the kubeconfig."""
+    import kubernetes
+
+    try:
+        if kubeconfig:
+            kubernetes.config.load_kube_config(config_file=kubeconfig)
+        else:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise StartupError(f"no Kubernetes credentials (in-cluster service account or kubeconfig): {exc}") from None
+    return kubernetes.client.CoreV1Api(), kubernetes.client.CustomObjectsApi()
+
+
+def prime(state: ZoneState, core: Any, custom: Any) -> None:
+    """List zones, namespaces and policies once, so the webhook answers from a full view from the start."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        zones = custom.list_cluster_custom_object(GROUP, VERSION, "securityzones")["items"]
+        policies = custom.list_cluster_custom_object(GROUP, VERSION, "securityzonepolicies")["items"]
+        namespaces = core.list_namespace().items
+    except ApiException as exc:
+        if exc.status == 404:
+            raise StartupError("the zonectl CRDs are not installed (kubectl apply -k manifests/ installs them)") from None
+        raise StartupError(f"cannot list from the API server: {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise StartupError(f"cannot reach the API server: {exc}") from None
+    for ns in namespaces:
+        state.set_namespace(ns.metadata.name, ns.metadata.labels or {})
+    for body in zones:
+        try:
+            state.upsert_zone(body)
+        except ZonectlError as exc:
+            LOG.warning("SecurityZone %s is not usable: %s", body.get("metadata", {}).get("name"), exc)
+    for body in policies:
+        state.set_policy(policy_key(body), body)
+    LOG.info("primed: %d zones, %d namespaces, %d policies", len(state.registry), len(namespaces), len(policies))
+
+
+def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) -> ZonectlWebhookServer:
+    wh = config.operator.webhook
+    if not wh.insecure and not (wh.cert_file and wh.key_file):
+        raise StartupError("operator.webhook.certFile and keyFile are required (the API server only calls webhooks "
+                           "over HTTPS): mount the zonectl-webhook-tls Secret, or set insecure: true for local tests")
+    for path in (wh.cert_file, wh.key_file):
+        if path and not Path(path).is_file():
+            raise StartupError(f"webhook certificate file {path} does not exist")
+    tls: dict[str, Any] = {"insecure": True} if wh.insecure else {"certfile": wh.cert_file, "pkeyfile": wh.key_file}
+    return ZonectlWebhookServer(addr=wh.addr, port=wh.port, metrics=metrics, fast={POD_WEBHOOK: ctl.pod_review}, **tls)
+
+
+def publisher_for(config: ControllerConfig, core: Any) -> Publisher | None:
+    op = config.operator
+    if op.gateway_file:
+        return FilePublisher(op.gateway_file)
+    if op.gateway_configmap:
+        return ConfigMapPublisher(core, op.namespace, op.gateway_configmap)
+    return None
+
+
+def connect_backend(config: ControllerConfig, remote: str | None) -> Backend:
+    section = dict(config.ovn)
+    if not (remote or section.get("nb")):
+        raise StartupError("ovn.nb is not set: the OVN Northbound remote, e.g. tcp:[fd00::1]:6641 or "
+                           "unix:/var/run/ovn/ovnnb_db.sock")
+    try:
+        return OvnBackend.connect(section, config.core.layout, remote)
+    except ZonectlError as exc:
+        raise StartupError(f"cannot use the OVN Northbound database: {exc}") from None
+
+
+async def run(options: RunOptions) -> int:
+    """Run until SIGTERM/SIGINT. Returns the exit status. (Logging is set up by the caller: ``configure_logging``.)"""
+    config = load_controller_config(options.config_path)
+    op = config.operator
+    metrics = Metrics()
+    readiness = Readiness()
+    state = ZoneState(config.core.layout)
+    core, custom = await asyncio.to_thread(kube_clients, options.kubeconfig)
+    await asyncio.to_thread(prime, state, core, custom)
+    readiness.done("caches")
+    backend = await asyncio.to_thread(connect_backend, config, options.ovn_remote)
+    reconciler = PolicyReconciler(state, op, config.core.nat64, backend, metrics, publisher_for(config, core))
+    ctl = Controller(config=config, state=state, reconciler=reconciler, metrics=metrics)
+
+    admission_settings = operator_settings()
+    admission_settings.admission.server = webhook_server(config, metrics, ctl)
+    controller_settings = operator_settings()
+    admission_reg, controller_reg = admission_registry(ctl), controller_registry(ctl)
+    for reg in (admission_reg, controller_reg):
+        kopf.on.login(registry=reg)(kopf.login_via_client)
+
+    ops = OpsServer(metrics, readiness, port=op.metrics_port)
+    await ops.start()
+    gc.collect()
+    gc.freeze()  # start-up objects leave the collector's view: no long GC pauses on the webhook path
+
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    admission_ready = asyncio.Event()
+    tasks = {
+        asyncio.create_task(kopf.operator(
+            registry=admission_reg, settings=admission_settings, clusterwide=True, standalone=True,
+            liveness_endpoint=f"http://[::]:{op.liveness_port}/healthz",
+            stop_flag=stop, ready_flag=admission_ready), name="admission operator"),
+        asyncio.create_task(kopf.operator(
+            registry=controller_reg, settings=controller_settings, clusterwide=True,
+            peering_name=op.peering_name, priority=op.peering_priority, stop_flag=stop),
+            name="controller operator"),
+    }
+    waiter = asyncio.create_task(admission_ready.wait())
+    try:
+        done, _ = await asyncio.wait(tasks | {waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            readiness.done("webhook")
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        for t in failed:
+            LOG.error("%s stopped: %s", t.get_name(), t.exception())
+        return 1 if failed else 0
+    finally:
+        if not stop.done():
+            stop.set_result(None)
+        waiter.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ops.stop()
+        close = getattr(backend, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
