@@ -39,6 +39,7 @@ PLUGINS: dict[str, tuple[str, str]] = {
     "gateway": ("zonectl.gateway.cli", "egress gateway: NAT64 (Tayga), zone filter and masquerade on a host"),
     "operator": ("zonectl.operator.cli", "Kubernetes operator: watch SecurityZone/SecurityZonePolicy, webhook"),
     "lab": ("zonectl.lab.cli", "the whole system on this machine: OVN, pods in namespaces, NAT64 gateway"),
+    "doctor": ("zonectl.doctor", "check a deployment: config, OVN, drift, hiding SNAT rows, Tayga, routes, CRDs"),
 }
 
 CONFIG_HELP = (
