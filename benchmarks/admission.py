@@ -153,6 +153,10 @@ async def serve(cert: str, key: str, insecure: bool) -> None:
     await site.start()
     port = runner.addresses[0][1]
     scheme = "http" if insecure else "https"
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as the controller does after start-up (zonectl/operator/run.py)
     print(json.dumps({"zonectl": fast_config["url"].rstrip("/") + "/" + POD_WEBHOOK,
                       "kopf-engine": slow_config["url"].rstrip("/") + "/" + POD_WEBHOOK,
                       "bare": f"{scheme}://127.0.0.1:{port}/{POD_WEBHOOK}"}), flush=True)

@@ -43,6 +43,11 @@ def test_zones_allowed_denied_and_each_zone_seen_by_its_egress_address() -> None
         assert sorted(gw.taygas) == ["api", "shared", "web"]
 
 
+def _saved(text: str) -> list[str]:
+    """ip6tables-save output without its "# Generated/Completed on <time>" comment lines."""
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
 def test_reapply_changes_no_rule_and_keeps_counters() -> None:
     with running({"dmz": 0x2000}) as (bed, gw):
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
@@ -53,7 +58,7 @@ def test_reapply_changes_no_rule_and_keeps_counters() -> None:
         report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
         assert report.changes == []
         assert gw.ip6t.counters() == before  # nothing was reloaded: counters are intact
-        assert bed.gateway.run(["ip6tables-save"]).stdout.split("\n", 1)[1] == save_before.split("\n", 1)[1]
+        assert _saved(bed.gateway.run(["ip6tables-save"]).stdout) == _saved(save_before)
         assert bed.gateway.run(["nft", "list", "ruleset"]).stdout == nft_before
 
 
@@ -80,7 +85,8 @@ def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
         gw.cfg = cfg
         reg = registry()
         report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
-        assert report.changes == ["tayga shared restarted with new config"]
+        # the map also brings its route and the rule accepting the mapped service's replies
+        assert report.changes == ["ip6tables zone filter", "tayga shared restarted with new config", "routes (1)"]
         assert shared.pid not in (None, old_pid) and shared.restarts == 0  # controlled, not a crash
         assert "map 198.51.100.80 fd00:10:96::80" in shared.conf_path.read_text()
         (entry,) = read_dynamic_map(shared.data_dir)  # written on SIGTERM, read back by the new process
@@ -92,7 +98,7 @@ def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
 def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
     with running({"dmz": 0x2000, "db": 0x3000}) as (bed, gw):
         pid = gw.taygas["shared"].pid
-        rules_before = bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout.split("\n", 1)[1]
+        rules_before = _saved(bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout)
         reg = registry()
         # 1. a policy that does not compile never reaches the gateway (the core refuses it)
         with pytest.raises(ValidationError, match="unknown zone"):
@@ -111,7 +117,7 @@ def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
         with pytest.raises(GatewayError, match="nosuchlink does not exist"):
             gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB.replace("8080", "8081"), reg))
         assert gw.taygas["shared"].pid == pid
-        assert bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout.split("\n", 1)[1] == rules_before
+        assert _saved(bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout) == rules_before
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4) and reach(bed, "db", 0.5)[0] is None
         assert 'zonectl_gateway_applies_total{result="error"} 3' in gw.metrics_text()
 

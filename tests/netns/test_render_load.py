@@ -7,7 +7,6 @@ import random
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-import yaml
 
 from zonectl.core.config import parse_config
 from zonectl.core.rules import compile_objects

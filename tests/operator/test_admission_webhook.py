@@ -208,3 +208,23 @@ def test_fast_path_answers_exactly_like_kopf_engine(ctl, tls_files):
         assert patched(obj, {"response": a}) == patched(obj, {"response": b}), obj
         assert a["uid"] == b["uid"] == r["request"]["uid"]
     assert [x["response"]["allowed"] for x in fast] == [True] * 6 + [False] * 4 + [True] * 3
+
+
+def test_metadata_only_updates_are_never_blocked(ctl, tls_files):
+    """The controller's own finalizer/annotation patches must pass, even for a policy that lost its
+    authority or a zone in conflict; otherwise such objects could never be deleted."""
+    revoked = _policy("web-apps", ["db"])
+    with_finalizer = copy.deepcopy(revoked)
+    with_finalizer["metadata"]["finalizers"] = []
+    clash = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZone", "metadata": {"name": "lab2"},
+             "spec": {"id": 0x2000}}
+    clash_annotated = copy.deepcopy(clash)
+    clash_annotated["metadata"]["annotations"] = {"zonectl.io/last-handled-configuration": "{}"}
+    spec_change = copy.deepcopy(revoked)
+    spec_change["spec"]["priority"] = 600
+    r1, r2, r3 = admit(ctl, tls_files,
+                       (POLICY_WEBHOOK, review(with_finalizer, operation="UPDATE", old=revoked)),
+                       (ZONE_WEBHOOK, review(clash_annotated, operation="UPDATE", old=clash)),
+                       (POLICY_WEBHOOK, review(spec_change, operation="UPDATE", old=revoked)))
+    assert r1["response"]["allowed"] is True and r2["response"]["allowed"] is True
+    assert r3["response"]["allowed"] is False  # a spec change is judged again

@@ -329,3 +329,55 @@ def test_backend_failure_is_reported_and_retried(env: Env) -> None:
     assert "6432" in " ".join(r["match"] for r in env.acls("zonectl-system/web"))
     text = env.ctl.metrics.exposition().decode()
     assert 'zonectl_reconcile_errors_total{kind="policy",reason="sync-error"}' in text
+
+
+def test_namespace_label_change_revokes_a_selector_granted_policy(env: Env) -> None:
+    create_all(env)
+    ctl = env.ctl
+    edge = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "edge", "labels": dict(NAMESPACES["edge"])}}
+    run(call(ctl.namespace_changed, edge, type=None))  # initial listing: nothing to recheck
+    tenant = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
+              "metadata": {"name": "edge-dmz", "namespace": "edge", "generation": 1, "uid": "uid-edge"},
+              "spec": {"zones": ["dmz"], "priority": 700, "egress": [{"name": "dns", "action": "Allow",
+                                                                      "ports": [{"protocol": "UDP", "port": 53}]}]}}
+    run(call(ctl.policy_changed, tenant))
+    assert condition(tenant, "Ready")["status"] == "True" and len(env.acls("edge/edge-dmz")) == 1
+    assert ctl.rec.dirty == set()
+    del edge["metadata"]["labels"]["zonectl.io/zone-dmz"]
+    run(call(ctl.namespace_changed, edge, type="MODIFIED"))
+    assert ctl.rec.dirty == {"edge/edge-dmz"}
+    assert ctl.state.allows("edge", "dmz") is False  # the webhook's table follows at once
+    run(call(ctl.policy_tick, tenant))
+    assert condition(tenant, "Compiled")["reason"] == "Unauthorized" and env.acls("edge/edge-dmz") == []
+
+
+
+def test_restart_resumes_without_reordering(env: Env, op_config) -> None:
+    """A restarted controller seeds every listed policy first: the first resume syncs them all at once,
+    with the priorities they had, so nothing flaps; rows of a policy that no longer compiles stay."""
+    ps = create_all(env)
+    guard = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",  # a second policy on zone dmz
+             "metadata": {"name": "dmz-guard", "namespace": "zonectl-system", "generation": 1, "uid": "uid-g"},
+             "spec": {"zones": ["dmz"], "priority": 50,
+                      "egress": [{"name": "no-db", "action": "Deny", "to": [{"zone": "db"}]}]}}
+    run(call(env.ctl.policy_changed, guard))
+    before = {(r["uuid"], r["priority"], r["match"]) for r in acl_rows(env.nbctl)}
+    broken = copy.deepcopy(ps["db"])
+    broken["spec"]["ingress"][0]["from"] = [{"zone": "gone"}]
+
+    def restart(seeded: list[dict]) -> None:
+        fresh = PolicyReconciler(make_state(op_config), op_config.operator, op_config.core.nat64, env.backend,
+                                 clock=lambda: env.now[0])
+        fresh.seed(seeded)
+        env.ctl.reconciler = fresh
+        run(call(env.ctl.policy_changed, copy.deepcopy(ps["dmz"])))  # the first resume after the restart
+
+    restart([ps["dmz"], ps["web"], guard, broken])
+    assert {(r["uuid"], r["priority"], r["match"]) for r in acl_rows(env.nbctl)} == before
+    assert env.ctl.rec.seed([broken]) == 0  # it does not compile any more ...
+    h = run(call(env.ctl.policy_changed, broken))
+    assert "CompileFailed" in h.reasons() and condition(broken, "Programmed")["reason"] == "NotCompiled"
+    assert {(r["uuid"], r["priority"], r["match"]) for r in acl_rows(env.nbctl)} == before  # ... and its rows stay
+    # the counter-check: without seeding, the first resumed policy is ranked alone and dmz's rows move
+    restart([])
+    assert {(r["uuid"], r["priority"], r["match"]) for r in acl_rows(env.nbctl)} != before

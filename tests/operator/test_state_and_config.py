@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from opkit import EXAMPLES, config_body, make_state, run, zone_bodies
+from opkit import config_body, make_state, run, zone_bodies
 from zonectl.core.errors import ValidationError
 from zonectl.operator import gatewayfeed
 from zonectl.operator.admission import decide_create
@@ -105,7 +104,6 @@ def test_pod_addresses_and_verdicts(op_config, state: ZoneState) -> None:
     assert (tracker.pods_in("web"), tracker.mismatches_in("web")) == (1, 1)
     # zone web is renumbered to the id the address carries: the mismatch disappears on reverify
     web = next(z for z in zone_bodies() if z["metadata"]["name"] == "web")
-    dmz = next(z for z in zone_bodies() if z["metadata"]["name"] == "dmz")
     state.remove_zone("dmz")
     web["spec"]["id"] = 0x2000
     state.upsert_zone(web)
@@ -157,3 +155,15 @@ def test_startup_fails_with_one_clear_message(tmp_path: Path) -> None:
     ctl = Controller(config=config, state=ZoneState(config.core.layout))
     with pytest.raises(StartupError, match="certFile and keyFile are required"):
         webhook_server(config, ctl.metrics, ctl)
+
+
+def test_registries_build() -> None:
+    """Both kopf registries assemble (decorator arguments are checked by kopf at registration)."""
+    from zonectl.operator.handlers import admission_registry, controller_registry
+    from zonectl.operator.config import parse_controller_config
+
+    config = parse_controller_config(config_body())
+    from opkit import new_controller
+    ctl = new_controller(config, make_state(config))
+    adm, con = admission_registry(ctl), controller_registry(ctl)
+    assert adm is not con

@@ -153,3 +153,14 @@ def test_backoff_doubles_and_resets() -> None:
     b = Backoff(initial=0.5, maximum=4, stable_s=30)
     assert [b.delay(1) for _ in range(5)] == [0.5, 1.0, 2.0, 4, 4]
     assert b.delay(60) == 0.5  # it had been up long enough: start over
+
+
+def test_version_from_help_text_of_newer_tayga(tmp_path) -> None:
+    """0.9.4+ names its version in --help (0.9.2 does not; tests/netns checks the real 0.9.2 binary)."""
+    from zonectl.gateway.tayga import detect_version
+
+    fake = tmp_path / "tayga"
+    fake.write_text("#!/bin/sh\necho 'TAYGA version 0.9.6' >&2\necho 'Usage:' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    assert detect_version(str(fake)) == TaygaVersion(0, 9, 6)
+    assert "offlink-mtu" in detect_version(str(fake)).directives

@@ -51,7 +51,7 @@ def _files(args: argparse.Namespace) -> list[Path]:
 
 def signature(args: argparse.Namespace) -> tuple:
     """What changes when an input file changes (mtime, size): ``run`` re-applies when it does."""
-    sig = []
+    sig: list[tuple[str, int | None, int | None]] = []
     for f in _files(args):
         try:
             st = f.stat()
@@ -143,9 +143,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             body.update(ok=False, error=str(exc), changes=[])
         _write_result(state_dir, body)
 
+    def on_stop(*_: object) -> None:
+        stop.set()
+        wake.set()
+
     signal.signal(signal.SIGHUP, lambda *_: wake.set())
-    signal.signal(signal.SIGTERM, lambda *_: (stop.set(), wake.set()))
-    signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     apply(inputs)
     server = None
     if inputs.gateway.metrics_listen:

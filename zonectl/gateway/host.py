@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..core.errors import ZonectlError
 
@@ -46,7 +46,7 @@ class Host:
         return subprocess.Popen(self.argv(cmd), **kwargs)
 
     @contextlib.contextmanager
-    def iproute(self) -> Iterator["object"]:
+    def iproute(self) -> Iterator[Any]:
         """A pyroute2 netlink socket in this host's namespace (closed on exit)."""
         from pyroute2 import IPRoute, NetNS  # imported here: pure modules never pay for it
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
+from ipaddress import ip_interface, ip_network
 
 from .host import Host
 from .plan import RouteSpec, RuleSpec
@@ -169,7 +169,3 @@ def sync_rules(host: Host, desired: set[RuleSpec]) -> int:
                     protocol=RTPROT_ZONECTL)
             changes += 1
     return changes
-
-
-def network_str(net: IPv4Network | IPv6Network) -> str:
-    return str(net)

@@ -1,1 +1,17 @@
+"""The Kubernetes controller (kopf): thin edges around the pure core.
 
+    config.py      the ``operator`` config section, validated (ControllerConfig)
+    zonestate.py   zones, namespace labels, policy references; the precomputed admission table
+    admission.py   pod admission decisions and AdmissionReview responses (pure)
+    authority.py   which namespace may govern which zone (the privilege-escalation guard)
+    reconcile.py   policy body -> compile -> backend sync -> status/Events (no kopf)
+    backend.py     the backend protocol and its OVN implementation (zonectl.ovn)
+    verify.py      pod address vs zone label
+    gatewayfeed.py the gateway's inputs document and its publishers
+    handlers.py    the kopf handlers, in an admission and a controller registry
+    webhook.py     kopf's webhook server with timing and the pod fast path; offline admission
+    ops.py         /metrics and /readyz; metrics.py the Prometheus metrics
+    run.py         start-up and the two kopf operators; cli.py ``zonectl operator``
+
+Nothing here connects or reads settings at import time. See docs/operator.md.
+"""

@@ -130,13 +130,27 @@ def json_patch(decision: PodDecision, key: str, annotations: Mapping[str, str] |
     return []
 
 
+_ENCODED: dict[str, str] = {}
+
+
+def encode_patch(ops: list[dict[str, Any]]) -> str:
+    """base64(JSON) of the operations; the handful of distinct patches (one per zone) are encoded once."""
+    text = json.dumps(ops)
+    encoded = _ENCODED.get(text)
+    if encoded is None:
+        encoded = base64.b64encode(text.encode()).decode("ascii")
+        if len(_ENCODED) < 4096:  # bounded: values are hints of known zones, or restored user values
+            _ENCODED[text] = encoded
+    return encoded
+
+
 def review_response(request: Mapping[str, Any], decision: PodDecision, ops: list[dict[str, Any]]) -> dict[str, Any]:
     """An AdmissionReview response, shaped exactly as kopf's admission engine shapes it."""
     response: dict[str, Any] = {"uid": request["request"].get("uid", ""), "allowed": decision.allowed}
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
     if decision.allowed and ops:
-        response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode("ascii")
+        response["patch"] = encode_patch(ops)
         response["patchType"] = "JSONPatch"
     if not decision.allowed:
         response["status"] = {"message": decision.message, "code": decision.code}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import kopf
 
@@ -46,6 +46,10 @@ POLICY_WEBHOOK = "policy-authority"
 ZONE_WEBHOOK = "zone-guard"
 
 
+def _name(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("name") or "")
+
+
 def _labels(body: Mapping[str, Any] | None) -> Mapping[str, str]:
     return ((body or {}).get("metadata") or {}).get("labels") or {}
 
@@ -56,7 +60,7 @@ def _annotations(body: Mapping[str, Any] | None) -> Mapping[str, str]:
 
 def post(body: Mapping[str, Any], note: Note) -> None:
     """Post a Kubernetes Event through kopf's poster (queued, posted in the background)."""
-    kopf.event(body, type=note.type, reason=note.reason, message=note.message[:1024])
+    kopf.event(cast(Any, body), type=note.type, reason=note.reason, message=note.message[:1024])
 
 
 def pod_ref(view: PodView) -> dict[str, Any]:
@@ -124,23 +128,30 @@ class Controller:
         return review_response(review, decision, ops)
 
     def _audit(self, decision: PodDecision, meta: Mapping[str, Any], userinfo: Mapping[str, Any] | None) -> None:
-        self.metrics.admission_total.labels("pod", decision.outcome).inc()
+        self.metrics.admitted("pod", decision.outcome)
         if decision.outcome.startswith(("spoof", "denied-spoof", "restored")):
             LOG.warning("hint spoofing %s: pod %s/%s by %s", decision.outcome, meta.get("namespace"),
                         meta.get("name") or meta.get("generateName"), (userinfo or {}).get("username"))
 
-    async def policy_authority(self, body: Any, dryrun: bool = False, **_: Any) -> None:
-        """Validating webhook for SecurityZonePolicy: may this namespace govern these zones?"""
+    async def policy_authority(self, body: Any, old: Any = None, operation: str = "CREATE", dryrun: bool = False,
+                               **_: Any) -> None:
+        """Validating webhook for SecurityZonePolicy: may this namespace govern these zones?
+
+        Only a changed spec is judged: metadata-only updates (the controller's own finalizer and
+        annotations, or its removal of the finalizer of a policy that lost its authority) must pass.
+        """
+        if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
+            return
         problems = authority_problems(body, self.state, self.settings)
         if not dryrun:
-            self.metrics.admission_total.labels("policy", "denied" if problems else "allowed").inc()
+            self.metrics.admitted("policy", "denied" if problems else "allowed")
         if problems:
             raise kopf.AdmissionError(str(ValidationError(problems, source=f"SecurityZonePolicy {policy_key(body)}")),
                                       code=403)
 
     async def zone_guard(self, body: Any, old: Any, operation: str, dryrun: bool = False, **_: Any) -> None:
         """Validating webhook for SecurityZone: valid and unique on write, and not deleted while in use."""
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         problems: list[str] = []
         pods = int(((old or body).get("status") or {}).get("podCount") or 0)
         if operation == "DELETE":
@@ -150,6 +161,8 @@ class Controller:
                                 "delete or move them first")
             if users:
                 problems.append(f"policies use zone {name}: {', '.join(users)}")
+        elif operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
+            pass  # metadata only (e.g. kopf's finalizer): never blocked, whatever the zone's state
         else:
             try:
                 zone = parse_zone(body, self.state.layout)
@@ -162,20 +175,20 @@ class Controller:
                     problems.append(f"zone {name} has {pods} pods whose addresses carry id {old_id:#x}; changing the "
                                     "id would put them outside their zone's mask. Recreate them after the change")
         if not dryrun:
-            self.metrics.admission_total.labels("zone", "denied" if problems else "allowed").inc()
+            self.metrics.admitted("zone", "denied" if problems else "allowed")
         if problems:
             raise kopf.AdmissionError(f"SecurityZone {name}: " + "; ".join(problems), code=403 if operation == "DELETE" else 400)
 
     # --- caches fed on every replica ---------------------------------------------------------------
     async def namespace_seen(self, body: Any, type: str | None, **_: Any) -> None:
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         if type == "DELETED":
             self.state.remove_namespace(name)
         else:
             self.state.set_namespace(name, _labels(body))
 
     async def zone_seen(self, body: Any, type: str | None, logger: logging.Logger = LOG, **_: Any) -> None:
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         if type == "DELETED":
             self.state.remove_zone(name)
             return
@@ -202,7 +215,7 @@ class Controller:
     # --- zones ----------------------------------------------------------------------------------
     async def zone_changed(self, body: Any, patch: kopf.Patch, logger: logging.Logger = LOG, **_: Any) -> None:
         """SecurityZone created/updated/resumed: register it, recompile the policies that use it."""
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         try:
             zone = self.state.upsert_zone(body)
         except ValidationError as exc:
@@ -224,7 +237,7 @@ class Controller:
 
     async def zone_deleted(self, body: Any, logger: logging.Logger = LOG, **_: Any) -> None:
         """SecurityZone deleted: unregister; policies that use it stop compiling (and keep their rules)."""
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         pods = self.tracker.pods_in(name)
         if pods:
             post(body, Note("Warning", "ZoneInUse", f"zone {name} deleted while {pods} pods carry its id; "
@@ -241,7 +254,7 @@ class Controller:
 
     def zone_status_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body.get("metadata") or {}
-        name = meta.get("name")
+        name = _name(body)
         pods, bad = self.tracker.pods_in(name), self.tracker.mismatches_in(name)
         ready = self.zone_conditions.get(name)
         if ready is None:
@@ -268,7 +281,7 @@ class Controller:
 
     def _write_zone_status(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
         wanted = self.zone_status_body(body)
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         self.metrics.zone_pods.labels(name).set(wanted["podCount"])
         self.metrics.zone_mismatches.labels(name).set(wanted["mismatchCount"])
         if not same_status(body.get("status"), wanted, wanted.keys()):
@@ -325,7 +338,7 @@ class Controller:
 
     async def namespace_changed(self, body: Any, type: str | None, **_: Any) -> None:
         """Labels decide which zones a namespace may use: recheck its policies when they change."""
-        name = (body.get("metadata") or {}).get("name")
+        name = _name(body)
         labels = None if type == "DELETED" else dict(_labels(body))
         await self.namespace_seen(body=body, type=type)
         if self.seen_namespaces.get(name) != labels:
@@ -340,17 +353,22 @@ class Controller:
         return {"zones": len(self.state.registry), "revision": self.state.revision, "at": time.time()}
 
 
+def _h(fn: Callable[..., Any]) -> Any:
+    """A bound method as kopf's callback type (kopf's protocols spell out every keyword it may pass)."""
+    return fn
+
+
 def admission_registry(ctl: Controller) -> kopf.OperatorRegistry:
     """Webhooks and cache feeds; read-only towards the API. Runs on every replica (no peering)."""
     reg = kopf.OperatorRegistry()
     kopf.on.mutate("pods", id=POD_WEBHOOK, operations=["CREATE", "UPDATE"], side_effects=False,
-                   registry=reg)(ctl.pod_hint)
-    kopf.on.validate(*POLICIES, id=POLICY_WEBHOOK, operations=["CREATE", "UPDATE"], registry=reg)(ctl.policy_authority)
-    kopf.on.validate(*ZONES, id=ZONE_WEBHOOK, operations=["CREATE", "UPDATE", "DELETE"], registry=reg)(ctl.zone_guard)
-    kopf.on.event("namespaces", id="namespace-cache", registry=reg)(ctl.namespace_seen)
-    kopf.on.event(*ZONES, id="zone-cache", registry=reg)(ctl.zone_seen)
-    kopf.on.event(*POLICIES, id="policy-cache", registry=reg)(ctl.policy_seen)
-    kopf.on.probe(id="zones", registry=reg)(ctl.probe_zones)
+                   registry=reg)(_h(ctl.pod_hint))
+    kopf.on.validate(*POLICIES, id=POLICY_WEBHOOK, operations=["CREATE", "UPDATE"], registry=reg)(_h(ctl.policy_authority))
+    kopf.on.validate(*ZONES, id=ZONE_WEBHOOK, operations=["CREATE", "UPDATE", "DELETE"], registry=reg)(_h(ctl.zone_guard))
+    kopf.on.event("namespaces", id="namespace-cache", registry=reg)(_h(ctl.namespace_seen))
+    kopf.on.event(*ZONES, id="zone-cache", registry=reg)(_h(ctl.zone_seen))
+    kopf.on.event(*POLICIES, id="policy-cache", registry=reg)(_h(ctl.policy_seen))
+    kopf.on.probe(id="zones", registry=reg)(_h(ctl.probe_zones))
     return reg
 
 
@@ -359,14 +377,14 @@ def controller_registry(ctl: Controller) -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
     s = ctl.settings
     for reason in ("resume", "create", "update"):
-        getattr(kopf.on, reason)(*ZONES, id=f"zone-{reason}", registry=reg)(ctl.zone_changed)
-        getattr(kopf.on, reason)(*POLICIES, id=f"policy-{reason}", registry=reg)(ctl.policy_changed)
-    kopf.on.delete(*ZONES, id="zone-delete", optional=True, registry=reg)(ctl.zone_deleted)
-    kopf.on.delete(*POLICIES, id="policy-delete", registry=reg)(ctl.policy_deleted)
+        getattr(kopf.on, reason)(*ZONES, id=f"zone-{reason}", registry=reg)(_h(ctl.zone_changed))
+        getattr(kopf.on, reason)(*POLICIES, id=f"policy-{reason}", registry=reg)(_h(ctl.policy_changed))
+    kopf.on.delete(*ZONES, id="zone-delete", optional=True, registry=reg)(_h(ctl.zone_deleted))
+    kopf.on.delete(*POLICIES, id="policy-delete", registry=reg)(_h(ctl.policy_deleted))
     kopf.timer(*ZONES, id="zone-status", interval=s.status_seconds, initial_delay=s.status_seconds,
-               registry=reg)(ctl.zone_status)
+               registry=reg)(_h(ctl.zone_status))
     kopf.timer(*POLICIES, id="policy-resync", interval=s.check_seconds, initial_delay=s.check_seconds,
-               registry=reg)(ctl.policy_tick)
-    kopf.on.event("pods", id="pod-verify", registry=reg)(ctl.pod_seen)
-    kopf.on.event("namespaces", id="namespace-authority", registry=reg)(ctl.namespace_changed)
+               registry=reg)(_h(ctl.policy_tick))
+    kopf.on.event("pods", id="pod-verify", registry=reg)(_h(ctl.pod_seen))
+    kopf.on.event("namespaces", id="namespace-authority", registry=reg)(_h(ctl.namespace_changed))
     return reg

@@ -6,6 +6,8 @@ process; module-level collectors would be shared between them and registered twi
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Admission must stay far below the API server's webhook timeout; the buckets resolve the 0.1-10 ms range.
@@ -41,6 +43,15 @@ class Metrics:
             "zonectl_address_mismatches_total", "Pods found with an address that does not carry their zone",
             ["zone"], registry=r)
         self.zones = Gauge("zonectl_zones", "Valid SecurityZones known to the controller", registry=r)
+
+        self._admitted: dict[tuple[str, str], Any] = {}
+
+    def admitted(self, webhook: str, outcome: str) -> None:
+        """Count one answered review; the labelled child is cached (this runs on every pod creation)."""
+        child = self._admitted.get((webhook, outcome))
+        if child is None:
+            child = self._admitted[(webhook, outcome)] = self.admission_total.labels(webhook, outcome)
+        child.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..core.errors import ValidationError, ZonectlError
 from ..core.nat64 import Nat64Prefix
@@ -128,6 +128,29 @@ class PolicyReconciler:
         last = self.last_run.get(key)
         return key in self.dirty or last is None or self.clock() - last >= self.settings.resync_seconds
 
+    def seed(self, bodies: Sequence[Mapping[str, Any]]) -> int:
+        """Start-up: take every listed policy that is authorized and compiles as the desired state.
+
+        Without it, the first policies resumed after a restart would be synced (and their OVN priorities
+        ranked) without the others; with it, the first sync already covers every policy, so a restart
+        never reorders enforcement. Nothing is written here; the resume handlers sync and write status.
+        Returns how many of ``bodies`` were taken.
+        """
+        taken = 0
+        for body in bodies:
+            key = policy_key(body)
+            self.state.set_policy(key, body)
+            if authority_problems(body, self.state, self.settings):
+                continue
+            try:
+                rules = compile_policy(parse_policy(body, self.state.registry), self.state.registry, self.nat64)
+            except ValidationError:
+                continue
+            self.good[key] = rules
+            self.good_generation[key] = int((body.get("metadata") or {}).get("generation") or 0)
+            taken += 1
+        return taken
+
     # --- reconcile -------------------------------------------------------------------------------
     async def reconcile(self, body: Mapping[str, Any]) -> PolicyOutcome:
         key = policy_key(body)
@@ -225,7 +248,7 @@ class PolicyReconciler:
         # The condition says what is enforced (stable across resyncs, so no needless status writes);
         # what this sync changed goes into an Event, only when it changed something.
         message = f"{len(rules)} rules enforced in OVN ({gw} also by the NAT64 gateway)"
-        notes = ()
+        notes: tuple[Note, ...] = ()
         if report.changes:
             notes = (Note("Normal", "Programmed", f"generation {generation}: {len(rules)} rules; OVN rows created "
                                                   f"{report.created}, updated {report.updated}, deleted {report.deleted}"),)

@@ -71,8 +71,10 @@ def kube_clients(kubeconfig: str | None) -> tuple[Any, Any]:
     return kubernetes.client.CoreV1Api(), kubernetes.client.CustomObjectsApi()
 
 
-def prime(state: ZoneState, core: Any, custom: Any) -> None:
-    """List zones, namespaces and policies once, so the webhook answers from a full view from the start."""
+def prime(state: ZoneState, core: Any, custom: Any) -> list[dict[str, Any]]:
+    """List zones, namespaces and policies once, so the webhook answers from a full view from the start.
+
+    Returns the policies (the reconciler seeds its desired state from them)."""
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -95,6 +97,7 @@ def prime(state: ZoneState, core: Any, custom: Any) -> None:
     for body in policies:
         state.set_policy(policy_key(body), body)
     LOG.info("primed: %d zones, %d namespaces, %d policies", len(state.registry), len(namespaces), len(policies))
+    return policies
 
 
 def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) -> ZonectlWebhookServer:
@@ -137,10 +140,11 @@ async def run(options: RunOptions) -> int:
     readiness = Readiness()
     state = ZoneState(config.core.layout)
     core, custom = await asyncio.to_thread(kube_clients, options.kubeconfig)
-    await asyncio.to_thread(prime, state, core, custom)
+    policies = await asyncio.to_thread(prime, state, core, custom)
     readiness.done("caches")
     backend = await asyncio.to_thread(connect_backend, config, options.ovn_remote)
     reconciler = PolicyReconciler(state, op, config.core.nat64, backend, metrics, publisher_for(config, core))
+    LOG.info("desired state seeded from %d of %d policies", reconciler.seed(policies), len(policies))
     ctl = Controller(config=config, state=state, reconciler=reconciler, metrics=metrics)
 
     admission_settings = operator_settings()

@@ -45,6 +45,7 @@ class ZonectlWebhookServer(kopf.WebhookServer):
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
         histogram = self.metrics.admission_seconds
         fast = self.fast
+        children: dict[str, Any] = {}  # labelled histogram per webhook id, looked up once
 
         async def timed(request: Any, *, webhook: str | None = None, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -56,7 +57,10 @@ class ZonectlWebhookServer(kopf.WebhookServer):
                         return answer
                 return await fn(request, webhook=webhook, **kwargs)
             finally:
-                histogram.labels(webhook or "").observe(time.perf_counter() - started)
+                child = children.get(webhook or "")
+                if child is None:
+                    child = children[webhook or ""] = histogram.labels(webhook or "")
+                child.observe(time.perf_counter() - started)
 
         async for client_config in super().__call__(timed):
             yield client_config

@@ -82,7 +82,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     inputs = _load(args, need_policies=True)
     nb, settings, section = _open(args, inputs.config)
     try:
-        report = sync(nb, inputs.rules, settings, mode=args.mode or str(section.get("drift", "repair")))
+        report = sync(nb, inputs.rules, settings, mode=args.mode or section.get("drift", "repair"))
     finally:
         nb.close()
     _print(report.as_dict(), report.lines(), args.output)
@@ -143,9 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     A round whose inputs fail to load or compile logs the error and keeps NB as it is (fail closed: the
     last good rows stay); an OVN error is logged and retried next round.
     """
-    from zonectl.core.errors import ZonectlError
+    from zonectl.ovn.resync import Resyncer
     from zonectl.ovn.snat import SnatGuard
-    from zonectl.ovn.sync import sync
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     inputs = _load(args, need_policies=True)
@@ -156,16 +155,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if str(section.get("snat", "report")) == "remove" or args.remove_snat:
         guard = SnatGuard(nb, inputs.config.layout, inputs.registry).start()
     stop = _stop_event()
+    resyncer = Resyncer(nb, lambda: _load(args, need_policies=True).rules, settings, mode=mode,  # type: ignore[arg-type]
+                        interval=interval)
     try:
-        while not stop.is_set():
-            try:
-                inputs = _load(args, need_policies=True)
-                report = sync(nb, inputs.rules, settings, mode=mode)
-                for line in report.lines() if report.changes else report.lines()[:1]:
-                    LOG.info("%s", line)
-            except ZonectlError as exc:
-                LOG.error("sync round failed, NB left as it was: %s", exc)
-            stop.wait(interval)
+        with resyncer:
+            stop.wait()
     finally:
         if guard is not None:
             guard.stop()

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from zonectl.core.errors import ValidationError, ZonectlError
+from zonectl.core.errors import Problem, ValidationError, ZonectlError
 
 LOG = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class NbSettings:
         if self.timeout <= 0:
             problems.append(f"timeout {self.timeout} must be positive")
         if problems:
-            raise ValidationError(problems if len(problems) > 1 else problems[0], source="ovn connection")
+            raise ValidationError([Problem("", p) for p in problems], source="ovn connection")
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], remote: str | None = None) -> "NbSettings":

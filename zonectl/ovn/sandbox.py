@@ -39,6 +39,8 @@ from typing import Callable, Sequence
 
 from zonectl import netns as nslib
 
+from .probe import LISTEN6, PING6, TCP6
+
 NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")
 SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -77,15 +79,15 @@ class Pod:
 
         A few lines of Python over a raw socket, so the tests do not need iputils-ping installed.
         """
-        return self._probe(_PING6, dst, count, wait)
+        return self._probe(PING6, dst, count, wait)
 
     def tcp_connect(self, dst: str, port: int, *, count: int = 1, wait: float = 1.0) -> bool:
         """True when a TCP handshake to [dst]:port completes (a listener must run there, see ``tcp_listen``)."""
-        return self._probe(_TCP6, dst, count, wait, str(port))
+        return self._probe(TCP6, dst, count, wait, str(port))
 
     def tcp_listen(self, port: int) -> subprocess.Popen:
         """Start a TCP listener on [::]:port inside the pod that accepts and closes; the netns close ends it."""
-        proc = self.ns.popen([sys.executable, "-c", _LISTEN6, str(port)], stdout=subprocess.PIPE, text=True)
+        proc = self.ns.popen([sys.executable, "-c", LISTEN6, str(port)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         proc.stdout.readline()  # "ready"
         return proc
@@ -97,51 +99,6 @@ class Pod:
             timeout=count * wait + 15,
         )
         return proc.returncode == 0
-
-
-_PING6 = r"""
-import os, socket, struct, sys, time
-dst, count, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-ident = os.getpid() & 0xFFFF
-for seq in range(count):
-    # kernel fills the ICMPv6 checksum on raw ICMPv6 sockets
-    s.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + b"zonectl", (dst, 0))
-    deadline = time.monotonic() + wait
-    while (left := deadline - time.monotonic()) > 0:
-        s.settimeout(left)
-        try:
-            data, addr = s.recvfrom(2048)
-        except socket.timeout:
-            break
-        if addr[0] == dst and data[0] == 129 and struct.unpack("!HH", data[4:8]) == (ident, seq):
-            sys.exit(0)
-sys.exit(1)
-"""
-
-_TCP6 = r"""
-import socket, sys
-dst, count, wait, port = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-for _ in range(count):
-    try:
-        socket.create_connection((dst, port), timeout=wait).close()
-        sys.exit(0)
-    except OSError:
-        pass
-sys.exit(1)
-"""
-
-_LISTEN6 = r"""
-import socket, sys
-srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("::", int(sys.argv[1])))
-srv.listen(16)
-print("ready", flush=True)
-while True:
-    conn, _ = srv.accept()
-    conn.close()
-"""
 
 
 def _alive(pid: int) -> bool:

@@ -360,5 +360,5 @@ def remove_policy(nb: NbClient, policy: str, settings: SyncSettings, *, mode: Sy
     """Delete exactly the rows of one policy ("namespace/name"); every other owned row stays as it is."""
     with nb.lock:
         owned = owned_acls(nb.api.tables, settings.acl.controller)
-    others = {r.external_ids.get(POLICY_KEY) for r in owned} - {policy, None}
+    others = {k for k in (r.external_ids.get(POLICY_KEY) for r in owned) if k and k != policy}
     return sync(nb, [], settings, mode=mode, keep_policies=others)

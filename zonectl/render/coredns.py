@@ -10,7 +10,7 @@ route to the outside). The prefix comes from the same config the gateway uses, s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import yaml

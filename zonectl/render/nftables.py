@@ -95,8 +95,8 @@ def render_filter(
         body.append(f"\t\tcounter drop comment {_quote(f'zonectl zone={name} action=deny closed')}")
         body.append("\t}")
     body.append("\tchain zone-egress {")
-    for m in ingress:
-        body.append(f"\t\t{addr_expr('saddr', m)} ct state established,related accept "
+    for svc in ingress:
+        body.append(f"\t\t{addr_expr('saddr', svc)} ct state established,related accept "
                     f"comment {_quote('zonectl ingress-map replies')}")
     masks = {m.mask for _, m, _ in groups if m is not None}
     if groups and len(masks) == 1 and all(m is not None and m.prefixlen is None for _, m, _ in groups):
@@ -104,8 +104,8 @@ def render_filter(
         entries = ", ".join(f"{m.address} : jump {_quote_chain(name)}" for name, m, _ in groups if m is not None)
         body.append(f"\t\tip6 saddr & {mask} vmap {{ {entries} }}")
     else:
-        for name, m, _ in groups:
-            src = f"{addr_expr('saddr', m)} " if m is not None and not m.is_any else ""
+        for name, zm, _ in groups:
+            src = f"{addr_expr('saddr', zm)} " if zm is not None and not zm.is_any else ""
             body.append(f"\t\t{src}jump {_quote_chain(name)}")
     body.append(f"\t\tcounter drop comment {_quote('zonectl zone=- action=deny fail-closed')}")
     body.append("\t}")
@@ -114,12 +114,12 @@ def render_filter(
             "\tchain prerouting {",
             "\t\ttype filter hook prerouting priority mangle; policy accept;",
         ]
-        for m in sorted(marks, key=lambda m: m.zone):
-            keep = ~m.mask & 0xFFFFFFFF
+        for mark in sorted(marks, key=lambda mk: mk.zone):
+            keep = ~mark.mask & 0xFFFFFFFF
             body.append(
-                f"\t\t{addr_expr('daddr', nat64)} {addr_expr('saddr', m.match)} "
-                f"meta mark set meta mark and {keep:#010x} or {m.value:#010x} "
-                f"comment {_quote(f'zonectl zone={m.zone} egress=own-pool')}"
+                f"\t\t{addr_expr('daddr', nat64)} {addr_expr('saddr', mark.match)} "
+                f"meta mark set meta mark and {keep:#010x} or {mark.value:#010x} "
+                f"comment {_quote(f'zonectl zone={mark.zone} egress=own-pool')}"
             )
         body.append("\t}")
     return "\n".join(_replace("ip6", table, body)) + "\n"

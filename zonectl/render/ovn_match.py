@@ -20,6 +20,12 @@ NetworkPolicy (1000-1001) and multicast (1011-1013), below egress firewall (2000
 1100-1999 by default, exemptions at the top. Rules of different zones never overlap (their local zone
 masks differ), so ranks are assigned per (zone, direction): a policy for one zone never renumbers
 another zone's rows.
+
+What Allow means. Without tiers there is one priority space, so a zonectl Allow (``allow-related``) is
+final, like an AdminNetworkPolicy Allow: a namespace's NetworkPolicy cannot narrow traffic a zone policy
+allows (zonectl's Deny always wins over NetworkPolicy). With tiers, ``ovn.allowAction: pass`` makes Allow
+mean "the zone policy does not object": NetworkPolicy (tier 2) still decides. Exemption rows always
+``pass`` when tiers exist, so zonectl never decides anything at a router port.
 """
 
 from __future__ import annotations
@@ -249,4 +255,5 @@ class RenderedAcl:
 
     @property
     def policy(self) -> str | None:
-        return dict(self.columns["external_ids"]).get(POLICY_KEY)  # type: ignore[arg-type]
+        ids = self.columns.get("external_ids")
+        return ids.get(POLICY_KEY) if isinstance(ids, Mapping) else None

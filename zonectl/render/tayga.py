@@ -69,21 +69,21 @@ class TaygaVersion:
         return cls(int(m[1]), int(m[2]), int(m[3] or 0))
 
     @property
-    def tuple(self) -> tuple[int, int, int]:
+    def as_tuple(self) -> tuple[int, int, int]:
         return (self.major, self.minor, self.patch)
 
     @property
     def directives(self) -> frozenset[str]:
-        return BASE_DIRECTIVES | {d for d, since in ADDED_IN.items() if self.tuple >= since}
+        return BASE_DIRECTIVES | {d for d, since in ADDED_IN.items() if self.as_tuple >= since}
 
     @property
     def accepts_local_use_prefix(self) -> bool:
         """64:ff9b:1::/48 (RFC 8215): 0.9.2 calls it a reserved address."""
-        return self.tuple >= (0, 9, 4)
+        return self.as_tuple >= (0, 9, 4)
 
     @property
     def private_ipv4(self) -> tuple[IPv4Network, ...]:
-        return _PRIVATE_094 if self.tuple >= (0, 9, 4) else _PRIVATE_092
+        return _PRIVATE_094 if self.as_tuple >= (0, 9, 4) else _PRIVATE_092
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
@@ -141,7 +141,7 @@ def _ip4_reserved(addr: IPv4Address, version: TaygaVersion) -> bool:
     first = int(addr) >> 24
     if first in (0, 127) or addr in IPv4Network("169.254.0.0/16"):
         return True
-    if version.tuple >= (0, 9, 6):
+    if version.as_tuple >= (0, 9, 6):
         return 224 <= first <= 239 or addr == IPv4Address("255.255.255.255")
     return first >= 224
 
