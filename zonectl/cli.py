@@ -42,6 +42,9 @@ PLUGINS: dict[str, tuple[str, str]] = {
     "doctor": ("zonectl.doctor", "check a deployment: config, OVN, drift, hiding SNAT rows, Tayga, routes, CRDs"),
 }
 
+# Long-running daemons by role, as the manifests start them: `zonectl run controller|gateway ...`.
+RUN_ALIASES: dict[str, tuple[str, str]] = {"controller": ("operator", "run"), "gateway": ("gateway", "run")}
+
 CONFIG_HELP = (
     f"zonectl config file (layout, nat64, ...); default: ${CONFIG_ENV} if set, else ./{DEFAULT_CONFIG}. "
     "Example: examples/config.yaml"
@@ -294,7 +297,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "  zonectl explain fd00:10:244:2:2000::5 --config examples/config.yaml --zones examples/zones.yaml\n"
         "  zonectl compile -f examples/policies.yaml --zones examples/zones.yaml --config examples/config.yaml --target ir\n"
         "  zonectl export --format json --zones examples/zones.yaml --config examples/config.yaml\n"
-        "  zonectl render coredns --config examples/config.yaml\n\n"
+        "  zonectl render coredns --config examples/config.yaml\n"
+        "  zonectl run controller --config FILE      (= zonectl operator run; run gateway = gateway run)\n\n"
         f"The config file comes from --config, else ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}.\n"
         "Errors go to stderr; the exit status is 2 for bad input, missing files or unavailable parts.",
     )
@@ -404,8 +408,22 @@ def format_error(exc: BaseException) -> str:
     return f"zonectl: error: {exc}"
 
 
+def resolve_aliases(args_list: list[str]) -> list[str]:
+    """`zonectl run controller ARGS` is `zonectl operator run ARGS`; `run gateway` is `gateway run`."""
+    if args_list[:1] == ["run"]:
+        if len(args_list) < 2 or args_list[1] not in RUN_ALIASES:
+            raise CliError(f"zonectl run: say which daemon: {' or '.join(RUN_ALIASES)} "
+                           "(zonectl run controller --config FILE; zonectl run gateway --config FILE ...)")
+        return [*RUN_ALIASES[args_list[1]], *args_list[2:]]
+    return args_list
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args_list = resolve_aliases(list(sys.argv[1:] if argv is None else argv))
+    except CliError as exc:
+        print(format_error(exc), file=sys.stderr)
+        return EXIT_ERROR
     parser = build_parser(args_list)
     args, extra = parser.parse_known_args(args_list)
     if extra and not getattr(args, "_stand_in", False):

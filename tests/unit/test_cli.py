@@ -332,3 +332,13 @@ def test_plugins_are_wired(capsys, name: str) -> None:
         assert "not loaded" not in out, out
     else:
         assert f"not loaded: {module} could not be loaded" in out
+
+
+def test_run_aliases_name_the_daemons(capsys) -> None:
+    from zonectl.cli import main, resolve_aliases
+
+    assert resolve_aliases(["run", "controller", "--config", "c.yaml"]) == ["operator", "run", "--config", "c.yaml"]
+    assert resolve_aliases(["run", "gateway", "--inputs", "g.json"]) == ["gateway", "run", "--inputs", "g.json"]
+    assert resolve_aliases(["explain", "::1"]) == ["explain", "::1"]
+    assert main(["run", "tayga"]) == 2
+    assert "say which daemon: controller or gateway" in capsys.readouterr().err

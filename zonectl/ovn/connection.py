@@ -36,6 +36,20 @@ class OvnError(ZonectlError):
     """Talking to OVN failed (connection, timeout, or a transaction OVSDB refused); nothing was half-applied."""
 
 
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """A short reason from an ovsdbapp exception.
+
+    ovsdbapp's messages embed the whole command list of the transaction (tens of KB for a large
+    sync); status conditions, Events and logs want the cause, which it puts after "cause:".
+    """
+    text = str(exc) or type(exc).__name__
+    if "cause:" in text:
+        text = f"{type(exc).__name__}: {text.rsplit('cause:', 1)[1].strip()}"
+    elif len(text) > limit and text.startswith("Commands ["):
+        text = f"{type(exc).__name__}: {text[text.rfind(']') + 1:].strip()}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class NbSettings:
     """Where and how to reach the NB database.
@@ -186,7 +200,7 @@ class NbClient:
             self.api = api_cls(self._conn)
         except Exception as exc:  # ovsdbapp raises its own TimeoutException, among others
             self._conn.stop(timeout=1)
-            raise OvnError(f"cannot connect to {settings.remote}: {exc or type(exc).__name__}") from exc
+            raise OvnError(f"cannot connect to {settings.remote}: {brief(exc)}") from exc
 
     @property
     def idl(self):

@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping
 from zonectl.core.layout import Layout
 from zonectl.core.zones import ZoneRegistry
 
-from .connection import NbClient, OvnError
+from .connection import NbClient, OvnError, brief
 
 LOG = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def remove_nats(nb: NbClient, layout: Layout, zones: ZoneRegistry | None = None,
         with nb.api.transaction(check_error=True, log_errors=False) as txn:
             txn.add(_Remove(nb.api))
     except Exception as exc:
-        raise OvnError(f"removing SNAT rows failed: {exc or type(exc).__name__}") from exc
+        raise OvnError(f"removing SNAT rows failed: {brief(exc)}") from exc
     for finding in removed:
         LOG.warning("removed SNAT row that hid zone pods: %s", finding)
     return removed

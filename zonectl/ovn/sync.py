@@ -32,7 +32,7 @@ from zonectl.render.ovn_match import (
     render_rule,
 )
 
-from .connection import NbClient, OvnError
+from .connection import NbClient, OvnError, brief
 from .state import OwnedAcl, SwitchInfo, SwitchSelector, node_switches, owned_acls
 
 LOG = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ def sync(
     except (ValidationError, OvnError):
         raise
     except Exception as exc:  # ovsdbapp: TimeoutException, RuntimeError("OVSDB Error: ..."), ...
-        raise OvnError(f"OVN NB sync failed ({nb.settings.remote}): {exc or type(exc).__name__}") from exc
+        raise OvnError(f"OVN NB sync failed ({nb.settings.remote}): {brief(exc)}") from exc
     assert cmd.report_data is not None
     plan, report.desired, report.owned_before, report.switches = cmd.report_data
     report.changes = plan.changes
