@@ -29,9 +29,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tayga iptables nftables iproute2 \
     && rm -rf /var/lib/apt/lists/*
 USER 0
-CMD ["gateway", "run", "--config", "/etc/zonectl/zonectl.yaml", "--inputs", "/etc/zonectl/gateway/gateway.json"]
+CMD ["run", "gateway", "--config", "/etc/zonectl/zonectl.yaml", "--inputs", "/etc/zonectl/gateway/gateway.json"]
 
 # ----- the controller: kopf operator + webhooks (last stage: the default target) -----------------
 FROM runtime AS controller
 USER 65532:65532
-CMD ["operator", "run", "--config", "/etc/zonectl/zonectl.yaml"]
+CMD ["run", "controller", "--config", "/etc/zonectl/zonectl.yaml"]

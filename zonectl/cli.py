@@ -39,11 +39,9 @@ PLUGINS: dict[str, tuple[str, str]] = {
     "gateway": ("zonectl.gateway.cli", "egress gateway: NAT64 (Tayga), zone filter and masquerade on a host"),
     "operator": ("zonectl.operator.cli", "Kubernetes operator: watch SecurityZone/SecurityZonePolicy, webhook"),
     "lab": ("zonectl.lab.cli", "the whole system on this machine: OVN, pods in namespaces, NAT64 gateway"),
+    "run": ("zonectl.runcmd", "run a zonectl daemon: controller (operator run) or gateway (gateway run)"),
     "doctor": ("zonectl.doctor", "check a deployment: config, OVN, drift, hiding SNAT rows, Tayga, routes, CRDs"),
 }
-
-# Long-running daemons by role, as the manifests start them: `zonectl run controller|gateway ...`.
-RUN_ALIASES: dict[str, tuple[str, str]] = {"controller": ("operator", "run"), "gateway": ("gateway", "run")}
 
 CONFIG_HELP = (
     f"zonectl config file (layout, nat64, ...); default: ${CONFIG_ENV} if set, else ./{DEFAULT_CONFIG}. "
@@ -408,22 +406,8 @@ def format_error(exc: BaseException) -> str:
     return f"zonectl: error: {exc}"
 
 
-def resolve_aliases(args_list: list[str]) -> list[str]:
-    """`zonectl run controller ARGS` is `zonectl operator run ARGS`; `run gateway` is `gateway run`."""
-    if args_list[:1] == ["run"]:
-        if len(args_list) < 2 or args_list[1] not in RUN_ALIASES:
-            raise CliError(f"zonectl run: say which daemon: {' or '.join(RUN_ALIASES)} "
-                           "(zonectl run controller --config FILE; zonectl run gateway --config FILE ...)")
-        return [*RUN_ALIASES[args_list[1]], *args_list[2:]]
-    return args_list
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args_list = resolve_aliases(list(sys.argv[1:] if argv is None else argv))
-    except CliError as exc:
-        print(format_error(exc), file=sys.stderr)
-        return EXIT_ERROR
+    args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args, extra = parser.parse_known_args(args_list)
     if extra and not getattr(args, "_stand_in", False):

@@ -23,8 +23,8 @@ BASE = TaygaConfig("zt64", IPv4Address("100.64.0.1"), IPv6Network("fd64:ff9b::/9
 
 REFUSED = {
     "unknown-directive": (replace(BASE, wkpf_strict=False), "Unknown directive"),
-    "wkpf-private-ipv4-addr": (replace(BASE, prefix=IPv6Network("64:ff9b::/96"), ipv4_addr=IPv4Address("192.168.0.1"),
-                                       dynamic_pool=IPv4Network("192.168.0.0/24")), "ipv6-addr directive must be specified"),
+    "wkpf-private-ipv4-addr": (replace(BASE, prefix=IPv6Network("64:ff9b::/96"), ipv4_addr=IPv4Address("192.0.2.1"),
+                                       dynamic_pool=IPv4Network("192.0.2.0/24")), "ipv6-addr directive must be specified"),
     "local-use-prefix": (replace(BASE, prefix=IPv6Network("64:ff9b:1::/48"), ipv6_addr=IPv6Address("fd42::1")),
                          "reserved address"),
     "prefix-length": (replace(BASE, prefix=IPv6Network("fd64:ff9b::/80")), "NAT prefix length"),
@@ -35,8 +35,8 @@ REFUSED = {
 ACCEPTED = {
     "network-specific": BASE,
     "wkpf-cgnat-ipv4-addr": replace(BASE, prefix=IPv6Network("64:ff9b::/96")),
-    "wkpf-private-with-ipv6-addr": replace(BASE, prefix=IPv6Network("64:ff9b::/96"), ipv4_addr=IPv4Address("192.168.0.1"),
-                                           ipv6_addr=IPv6Address("fd42::1"), dynamic_pool=IPv4Network("192.168.0.0/24")),
+    "wkpf-private-with-ipv6-addr": replace(BASE, prefix=IPv6Network("64:ff9b::/96"), ipv4_addr=IPv4Address("192.0.2.1"),
+                                           ipv6_addr=IPv6Address("fd42::1"), dynamic_pool=IPv4Network("192.0.2.0/24")),
 }
 
 

@@ -334,11 +334,17 @@ def test_plugins_are_wired(capsys, name: str) -> None:
         assert f"not loaded: {module} could not be loaded" in out
 
 
-def test_run_aliases_name_the_daemons(capsys) -> None:
-    from zonectl.cli import main, resolve_aliases
+def test_run_names_the_daemons(capsys) -> None:
+    from zonectl.cli import main
 
-    assert resolve_aliases(["run", "controller", "--config", "c.yaml"]) == ["operator", "run", "--config", "c.yaml"]
-    assert resolve_aliases(["run", "gateway", "--inputs", "g.json"]) == ["gateway", "run", "--inputs", "g.json"]
-    assert resolve_aliases(["explain", "::1"]) == ["explain", "::1"]
-    assert main(["run", "tayga"]) == 2
-    assert "say which daemon: controller or gateway" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "controller", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: zonectl run controller") and "--kubeconfig" in out
+    with pytest.raises(SystemExit):
+        main(["run", "gateway", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: zonectl run gateway") and "--cleanup-on-exit" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "tayga"])
+    assert exc.value.code == 2 and "invalid choice: 'tayga'" in capsys.readouterr().err

@@ -116,8 +116,8 @@ def test_plan_needs_ipv6_addr_for_private_pool_behind_wkpf() -> None:
     r = reg()
     args = (wkpf, r, compile_objects([no_dest], r, wkpf), DEBIAN_12)
     with pytest.raises(ValidationError, match=r"tayga\[shared\]\.ipv6-addr: is required"):
-        build_plan(parse_gateway({"uplink": "eth1", "tayga": {"pool": "192.168.0.0/24"}}), *args)
-    ok = build_plan(parse_gateway({"uplink": "eth1", "tayga": {"pool": "192.168.0.0/24", "ipv6Address": "fd42::1"}}), *args)
+        build_plan(parse_gateway({"uplink": "eth1", "tayga": {"pool": "192.0.2.0/24"}}), *args)
+    ok = build_plan(parse_gateway({"uplink": "eth1", "tayga": {"pool": "192.0.2.0/24", "ipv6Address": "fd42::1"}}), *args)
     assert "ipv6-addr fd42::1" in ok.instance("shared").conf_text
     assert "For TAYGA 0.9.6" in plan(version=TaygaVersion(0, 9, 6)).instance("shared").conf_text
 

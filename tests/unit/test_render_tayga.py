@@ -73,8 +73,8 @@ def test_wkpf_with_private_destinations_is_refused_with_a_fix() -> None:
 
 
 def test_wkpf_with_rfc1918_ipv4_addr_needs_ipv6_addr() -> None:
-    cfg = replace(BASE, prefix=IPv6Network("64:ff9b::/96"), ipv4_addr=IPv4Address("192.168.0.1"),
-                  dynamic_pool=IPv4Network("192.168.0.0/24"), maps=())
+    cfg = replace(BASE, prefix=IPv6Network("64:ff9b::/96"), ipv4_addr=IPv4Address("192.0.2.1"),
+                  dynamic_pool=IPv4Network("192.0.2.0/24"), maps=())
     msg = errors(cfg)
     assert "ipv6-addr: is required" in msg and "non-global" in msg
     validate(replace(cfg, ipv6_addr=IPv6Address("fd42::1")))

@@ -302,6 +302,24 @@ def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument("--netns", metavar="NAME", help="act inside this network namespace (labs and tests)")
 
 
+def add_run_parser(sub: argparse._SubParsersAction, name: str = "run") -> argparse.ArgumentParser:
+    """``gateway run`` (also reached as ``zonectl run gateway``)."""
+    p = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="apply, supervise Tayga, serve metrics, re-apply on change",
+                       description="Apply the inputs, keep Tayga running (restart with backoff when it dies),\n"
+                       "serve Prometheus metrics and re-apply when an input file changes or on SIGHUP.\n"
+                       "Input that does not validate is logged and the previous state stays in force.\n"
+                       "SIGTERM stops Tayga; the zone filter stays in place (fail closed) unless\n"
+                       "--cleanup-on-exit removes everything zonectl added.",
+                       epilog="example:\n  zonectl run gateway --config /etc/zonectl/zonectl.yaml --inputs /etc/zonectl/gateway.json")
+    _common(p)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between input file checks (default 2)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="override gateway.metrics.listen ('off' disables)")
+    p.add_argument("--cleanup-on-exit", action="store_true", help="remove rules, routes, TUNs and NAT on exit")
+    p.set_defaults(func=cmd_run)
+    return p
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``zonectl gateway`` and its sub-commands (called by zonectl.cli)."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -319,17 +337,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     sub = gp.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND", required=True)
 
-    p = sub.add_parser("run", formatter_class=fmt, help="apply, supervise Tayga, serve metrics, re-apply on change",
-                       description="Apply the inputs, keep Tayga running (restart with backoff when it dies),\n"
-                       "serve Prometheus metrics and re-apply when an input file changes or on SIGHUP.\n"
-                       "Input that does not validate is logged and the previous state stays in force.\n"
-                       "SIGTERM stops Tayga; the zone filter stays in place (fail closed) unless\n"
-                       "--cleanup-on-exit removes everything zonectl added.")
-    _common(p)
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between input file checks (default 2)")
-    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="override gateway.metrics.listen ('off' disables)")
-    p.add_argument("--cleanup-on-exit", action="store_true", help="remove rules, routes, TUNs and NAT on exit")
-    p.set_defaults(func=cmd_run)
+    add_run_parser(sub)
 
     p = sub.add_parser("apply", formatter_class=fmt, help="validate and apply once (or --dry-run: print and check)",
                        description="Validate the inputs and apply them once. With a `run` daemon active on the same\n"

@@ -47,14 +47,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "operator", help="Kubernetes controller: zone hints at admission, policy reconciliation into OVN",
-        description="The zonectl controller (kopf): the pod webhook that sets the IPAM hint, the policy and zone\n"
-                    "webhooks, and reconciliation of SecurityZonePolicy objects into OVN.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
-    r = sub.add_parser("run", help="run the controller until SIGTERM",
+def add_run_parser(sub: argparse._SubParsersAction, name: str = "run") -> argparse.ArgumentParser:
+    """``operator run`` (also reached as ``zonectl run controller``)."""
+    r = sub.add_parser(name, help="run the controller until SIGTERM",
                        description="Run the controller. It reads its config once at start and fails with one clear\n"
                                    "message if anything is wrong (config, cluster, CRDs, certificate, OVN).",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +59,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--log-format", choices=("json", "text"), default="json", help="log format (default: json)")
     r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     r.set_defaults(func=cmd_run)
+    return r
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "operator", help="Kubernetes controller: zone hints at admission, policy reconciliation into OVN",
+        description="The zonectl controller (kopf): the pod webhook that sets the IPAM hint, the policy and zone\n"
+                    "webhooks, and reconciliation of SecurityZonePolicy objects into OVN.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
+    add_run_parser(sub)
     c = sub.add_parser("check-config", help="validate a config file and print the effective settings",
                        description="Validate the config exactly as `run` does, print the effective settings as JSON.")
     c.add_argument("--config", required=True, metavar="FILE", help="the zonectl config file")

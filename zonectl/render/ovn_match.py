@@ -17,7 +17,9 @@ conntrack lets replies back.
 Priorities. OVN >= 23.06 has an ACL ``tier`` column: zonectl writes tier 1 (configurable), before
 NetworkPolicy (tier 2). Older schemas have one priority space, so zonectl uses a band above
 NetworkPolicy (1000-1001) and multicast (1011-1013), below egress firewall (2000+) and ANP (20100+):
-1100-1999 by default, exemptions at the top. Rules of different zones never overlap (their local zone
+1100-1999 by default, exemptions at the top. BaselineAdminNetworkPolicy (1651-1750) only exists in
+OVN-Kubernetes versions that require ACL tiers, where it sits in tier 3 and priorities of different tiers
+never compete; on a tier-less schema the band has no BANP to collide with. Rules of different zones never overlap (their local zone
 masks differ), so ranks are assigned per (zone, direction): a policy for one zone never renumbers
 another zone's rows.
 
