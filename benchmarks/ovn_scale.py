@@ -46,7 +46,8 @@ from zonectl.files import load_documents, of_kind  # noqa: E402
 from zonectl.ovn.connection import connect  # noqa: E402
 from zonectl.ovn.sandbox import OvnSandbox  # noqa: E402
 from zonectl.ovn.sync import SyncSettings, sync  # noqa: E402
-from zonectl.ovn.testbed import Cluster, Pod, batch, q  # noqa: E402
+from zonectl.ovn.ovnk import batch, q  # noqa: E402
+from zonectl.ovn.testbed import Cluster, Pod  # noqa: E402
 from zonectl.render.ovn_match import AclSettings, assign_priorities  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -55,11 +56,10 @@ POLICY_TABLES = ("ACL", "Address_Set", "Port_Group")
 
 # ----- inputs ---------------------------------------------------------------------------------------
 
-def load_example() -> tuple:
+def load_example(policies: Path = EXAMPLES / "policies.yaml") -> tuple:
     config = parse_config(load_documents([EXAMPLES / "config.yaml"])[0])
     zones = ZoneRegistry.from_objects(config.layout, of_kind(load_documents([EXAMPLES / "zones.yaml"]), "SecurityZone"))
-    rules = compile_objects(of_kind(load_documents([EXAMPLES / "policies.yaml"]), "SecurityZonePolicy"), zones,
-                            config.nat64)
+    rules = compile_objects(of_kind(load_documents([policies]), "SecurityZonePolicy"), zones, config.nat64)
     return config, zones, rules
 
 
@@ -343,13 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=4, help="node switches (default 4)")
     ap.add_argument("--events", type=int, default=100, help="pod creations measured (default 100)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
+    ap.add_argument("--policies", type=Path, default=EXAMPLES / "policies.yaml",
+                    help="SecurityZonePolicy file (default examples/policies.yaml; benchmarks/zone-policies.yaml has "
+                         "only zone-to-zone rules, the NetworkPolicy-by-label case)")
     args = ap.parse_args(argv)
     # SIGTERM ends the run through the normal path, so every sandbox stops its daemons and removes its netns.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = args.pods or ([100, 1000] if args.quick else [100, 1000, 10000])
     singles = 3 if args.quick else 5
-    config, zones, rules = load_example()
-    print(f"OVN scale benchmark: {len(rules)} compiled rules from examples/policies.yaml, {len(list(zones))} zones, "
+    config, zones, rules = load_example(args.policies)
+    print(f"OVN scale benchmark: {len(rules)} compiled rules from {args.policies.name}, {len(list(zones))} zones, "
           f"{args.nodes} node switches, one chassis (userspace datapath)", flush=True)
     results: dict[int, dict[str, Result]] = {}
     started = time.monotonic()

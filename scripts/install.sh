@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ovn-central ovn-host openvswitch-switch tayga iptables nftables iperf3 iproute2 ethtool
-              procps kmod python3-venv python3-pip)
+              procps kmod python3-venv python3-pip shellcheck)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -36,11 +36,19 @@ class Netns:
     _open: bool = field(default=False, init=False)
 
     @classmethod
-    def create(cls, prefix: str = "zt") -> "Netns":
-        ns = cls(unique_name(prefix))
+    def create(cls, prefix: str = "zt", *, name: str | None = None) -> "Netns":
+        """A new namespace named ``prefix`` + random suffix (or exactly ``name``), loopback up."""
+        ns = cls(name or unique_name(prefix))
         run(["ip", "netns", "add", ns.name])
         ns._open = True
         ns.run(["ip", "link", "set", "lo", "up"])
+        return ns
+
+    @classmethod
+    def adopt(cls, name: str) -> "Netns":
+        """An existing namespace (made by another process) that ``close()`` will delete."""
+        ns = cls(name)
+        ns._open = True
         return ns
 
     def run(self, cmd: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -73,23 +81,25 @@ def kill_netns_pids(name: str) -> None:
         run(["kill", "-TERM", pid], check=False)
 
 
-def veth(a: str, b: str, ns_a: Netns | None = None, ns_b: Netns | None = None) -> None:
-    """Create a veth pair a<->b and move each end into its namespace (None = this namespace).
+def veth(a: str, b: str, ns_a: Netns | None = None, ns_b: Netns | None = None, *, mac_b: str | None = None) -> None:
+    """Create a veth pair a<->b directly inside its namespaces (None = this namespace), both ends up.
+
+    Created in place (``ip link add A netns X type veth peer name B netns Y``), not moved there
+    afterwards, so a crash can never leave an end behind in the root namespace; deleting either
+    namespace deletes the pair. ``mac_b`` is b's MAC, set before the link comes up (its IPv6
+    link-local address derives from it).
 
     Checksum offload is turned off on both ends: veth leaves TCP checksums for the NIC to fill,
     which the OVS userspace datapath and Tayga's TUN never do, so TCP would be dropped.
     """
-    run(["ip", "link", "add", a, "type", "veth", "peer", "name", b])
+    def end(dev: str, ns: Netns | None, mac: str | None) -> list[str]:
+        return [dev, *(["netns", ns.name] if ns is not None else []), *(["address", mac] if mac else [])]
+
+    run(["ip", "link", "add", *end(a, ns_a, None), "type", "veth", "peer", "name", *end(b, ns_b, mac_b)])
     for dev, ns in ((a, ns_a), (b, ns_b)):
-        if ns is not None:
-            run(["ip", "link", "set", dev, "netns", ns.name])
         exec_ = ns.run if ns is not None else run
         exec_(["ethtool", "-K", dev, "tx", "off"], check=False)
         exec_(["ip", "link", "set", dev, "up"])
-
-
-def delete_link(name: str) -> None:
-    run(["ip", "link", "delete", name], check=False)
 
 
 def list_netns() -> list[str]:

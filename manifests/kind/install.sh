@@ -2,11 +2,15 @@
 # An IPv6-only OVN-Kubernetes kind cluster on podman, with zonectl installed, as in the proof of concept:
 #
 #   sudo OVN_K_DIR=~/src/ovn-kubernetes manifests/kind/install.sh            # cluster + zonectl
-#   (KIND_ARGS="..." adds kind.sh flags; KIND_CLUSTER_NAME defaults to kind.sh's "ovn")
+#   (KIND_ARGS="..." adds kind.sh flags; KIND_CLUSTER_NAME defaults to kind.sh's "ovn";
+#    INSTALL_ARGS="..." adds manifests/install.sh flags, e.g. --gateway-sysctl or --tls cert-manager)
 #   sudo manifests/kind/install.sh --zonectl-only                           # zonectl into the current cluster
 #   KUBECONFIG=$HOME/ovn.conf python -m pytest tests/e2e                     # the end-to-end suite
 #
-# OVN_K_DIR is an ovn-kubernetes checkout. Upstream OVN-Kubernetes ignores zonectl's hint annotation (and
+# OVN_K_DIR is an ovn-kubernetes checkout. Both OVN-K layouts work: a central Northbound (the ovnkube-db
+# Service; the controller syncs it) and interconnect mode (kind.sh -ic, OVN-K's default: one NB per node;
+# the controller publishes the rules and the zonectl-ovn-agent DaemonSet, manifests/ovn-agent, syncs each
+# node's NB). In interconnect mode a --config of your own in INSTALL_ARGS must say ovn.mode: interconnect. Upstream OVN-Kubernetes ignores zonectl's hint annotation (and
 # caps IPv6 offsets at ::ffff), so pods get addresses without their zone and zonectl reports them as
 # mismatches; use a tree with the allocator patch (docs/operator.md, "allocator contract") for pods whose
 # addresses carry their zone. Steps are idempotent: re-running installs the current zonectl build again.
@@ -48,39 +52,47 @@ done
 gw_node=$(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[-1:].metadata.name}')
 kubectl label node "$gw_node" zonectl.io/gateway=true --overwrite
 
-# 4. The webhook's TLS: a private CA and a serving certificate for the Service's DNS names.
-svc=zonectl-webhook.$NS.svc
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=zonectl-webhook-ca" \
-  -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=$svc" -keyout "$tmp/tls.key" -out "$tmp/tls.csr" 2>/dev/null
-printf 'subjectAltName=DNS:%s,DNS:%s.cluster.local,DNS:zonectl-webhook.%s\n' "$svc" "$svc" "$NS" > "$tmp/san.ext"
-openssl x509 -req -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial -days 365 \
-  -extfile "$tmp/san.ext" -out "$tmp/tls.crt" 2>/dev/null
-kubectl apply -f manifests/namespace.yaml
-kubectl -n "$NS" create secret tls zonectl-webhook-tls --cert "$tmp/tls.crt" --key "$tmp/tls.key" \
-  --dry-run=client -o yaml | kubectl apply -f -
-
-# 5. zonectl, pointed at OVN-Kubernetes' Northbound database (central mode: the ovnkube-db Service).
+# 4. zonectl, pointed at OVN-Kubernetes' Northbound database, installed by manifests/install.sh: TLS
+#    Secret, everything else, wait for the controller, and only then the webhook configurations (so a
+#    failed start never blocks pod creation). Central mode (the ovnkube-db Service): the controller syncs
+#    that NB. Interconnect mode (no such Service: one NB per node): ovn.mode interconnect in the config,
+#    and the zonectl-ovn-agent DaemonSet syncs every node's own NB from the rules the controller publishes.
 nb_ip=$(kubectl -n ovn-kubernetes get svc ovnkube-db -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
-if [ -z "$nb_ip" ]; then
-  echo "install.sh: no ovnkube-db Service: OVN-Kubernetes runs in interconnect mode (one NB per node)," >&2
-  echo "which zonectl's single controller does not program yet (docs/operator.md)" >&2
-  exit 2
+agent=()
+if [ -n "$nb_ip" ]; then
+  ovn_args=(--nb "tcp:[$nb_ip]:6641")
+else
+  echo "install.sh: no ovnkube-db Service: OVN-Kubernetes runs in interconnect mode (one NB per node);"
+  echo "install.sh: ovn.mode interconnect, plus the zonectl-ovn-agent DaemonSet (manifests/ovn-agent)"
+  # The shipped configuration (manifests/config.yaml) with its `nb:` line turned into `mode: interconnect`.
+  awk '/^  zonectl.yaml: [|]/ {on = 1; next} on && /^    / {print substr($0, 5); next} on && /^ *$/ {print ""; next} on {exit}' \
+    manifests/config.yaml | sed 's|^\( *\)nb:.*|\1mode: interconnect|' > "$tmp/zonectl.yaml"
+  grep -q '^ *mode: interconnect$' "$tmp/zonectl.yaml" || { echo "install.sh: no ovn.nb line to replace" >&2; exit 2; }
+  ovn_args=(--config "$tmp/zonectl.yaml")
+  agent=(daemonset/zonectl-ovn-agent)
 fi
-kubectl apply -k manifests
-kubectl -n "$NS" get configmap zonectl-config -o jsonpath='{.data.zonectl\.yaml}' \
-  | sed "s|^\(\s*nb:\).*|\1 tcp:[$nb_ip]:6641|" > "$tmp/zonectl.yaml"
-kubectl -n "$NS" create configmap zonectl-config --from-file=zonectl.yaml="$tmp/zonectl.yaml" \
-  --dry-run=client -o yaml | kubectl apply -f -
-ca=$(base64 -w0 < "$tmp/ca.crt")
-for kind in mutatingwebhookconfiguration validatingwebhookconfiguration; do
-  n=$(kubectl get "$kind" zonectl -o jsonpath='{.webhooks[*].name}' | wc -w)
-  patch=$(for i in $(seq 0 $((n - 1))); do printf '{"op":"add","path":"/webhooks/%d/clientConfig/caBundle","value":"%s"},' "$i" "$ca"; done)
-  kubectl patch "$kind" zonectl --type=json -p "[${patch%,}]"
-done
-kubectl -n "$NS" rollout restart deployment/zonectl-controller
-kubectl -n "$NS" rollout status deployment/zonectl-controller --timeout=180s
-kubectl -n "$NS" rollout status daemonset/zonectl-gateway --timeout=180s || true
+upgrade=$(kubectl -n "$NS" get deployment zonectl-controller -o name 2>/dev/null || true)
+# shellcheck disable=SC2086  # INSTALL_ARGS: extra flags, word-split on purpose
+manifests/install.sh "${ovn_args[@]}" ${INSTALL_ARGS:-}
+if [ -z "$nb_ip" ]; then
+  kubectl apply -k manifests/ovn-agent
+  # The host directory of the nodes' NB socket: OVN-K's own manifests keep it in /var/run/openvswitch (the
+  # DaemonSet's default); other builds in /var/run/ovn. kind nodes are podman containers named as the node.
+  node=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
+  if ! podman exec "$node" test -S /var/run/openvswitch/ovnnb_db.sock \
+      && podman exec "$node" test -S /var/run/ovn/ovnnb_db.sock; then
+    kubectl -n "$NS" patch daemonset zonectl-ovn-agent \
+      -p '{"spec":{"template":{"spec":{"volumes":[{"name":"ovn-run","hostPath":{"path":"/var/run/ovn"}}]}}}}'
+  fi
+  [ -n "$upgrade" ] || kubectl -n "$NS" rollout status daemonset/zonectl-ovn-agent --timeout=180s
+fi
+if [ -n "$upgrade" ]; then
+  # the images were rebuilt under the same tags: restart to run them (maxUnavailable 0 keeps the webhook up)
+  kubectl -n "$NS" rollout restart deployment/zonectl-controller daemonset/zonectl-gateway ${agent[@]+"${agent[@]}"}
+  kubectl -n "$NS" rollout status deployment/zonectl-controller --timeout=180s
+  kubectl -n "$NS" rollout status daemonset/zonectl-gateway --timeout=180s || true
+  [ ${#agent[@]} = 0 ] || kubectl -n "$NS" rollout status "${agent[@]}" --timeout=180s
+fi
 
 echo "zonectl is installed. Try:"
 echo "  kubectl apply -f examples/zones.yaml -f examples/policies.yaml"

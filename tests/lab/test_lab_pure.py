@@ -1,14 +1,11 @@
-"""The lab's pure parts: expectations from compiled rules, the topology plan, the matrix, the ledger, the agent.
+"""The lab's pure parts: expectations from compiled rules, the topology plan, the matrix, the ledger.
 
-No namespaces here (the agent test uses loopback only), so these run everywhere and fast.
+No namespaces here, so these run everywhere and fast (the probes' loopback test is tests/unit/test_probe.py).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from ipaddress import IPv6Address
@@ -19,7 +16,6 @@ import pytest
 from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
 from zonectl.files import load_documents, of_kind
-from zonectl.lab import agent
 from zonectl.lab.expect import Service, expected, services_of
 from zonectl.lab.inputs import Inputs, compile_inputs
 from zonectl.lab.matrix import plan_matrix, observe, render_svg, render_text
@@ -177,34 +173,3 @@ def test_stop_process_only_ends_the_program_it_recorded():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_agent_serves_and_probes_on_loopback(tmp_path):
-    tcp, udp, closed = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
-    pidfile = tmp_path / "agent.pid"
-    server = subprocess.Popen([sys.executable, agent.__file__, "serve", "--bind", "127.0.0.1", "--tcp", str(tcp),
-                               "--udp", str(udp), "--pidfile", str(pidfile)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        probes = [{"id": "t", "proto": "tcp", "host": "127.0.0.1", "port": tcp, "timeout": 2},
-                  {"id": "u", "proto": "udp", "host": "127.0.0.1", "port": udp, "timeout": 2},
-                  {"id": "c", "proto": "tcp", "host": "127.0.0.1", "port": closed, "timeout": 0.5}]
-        if os.geteuid() == 0:  # raw ICMP sockets need root
-            probes.append({"id": "i", "proto": "icmpv6", "host": "::1", "timeout": 2})
-        results = {r["id"]: r for r in agent.probe_batch(probes)}
-        assert results["t"]["ok"] and results["t"]["answer"] == "127.0.0.1"
-        assert results["u"]["ok"] and results["u"]["answer"] == "127.0.0.1"
-        assert not results["c"]["ok"]
-        if "i" in results:
-            assert results["i"]["ok"] and results["i"]["answer"] == "::1"
-    finally:
-        server.terminate()
-        server.wait(timeout=5)

@@ -2,13 +2,16 @@
 
 Schemas: the ``kubernetes-validate`` package (the upstream OpenAPI schemas as JSON schema, strict mode:
 unknown fields fail). Custom resources (ClusterKopfPeering, the examples) are validated against the
-CRDs in the same bundle. The bundle is ``kubectl kustomize manifests`` when kubectl is installed, and
-a small reader of the kustomization's ``resources`` otherwise (the two are compared when both exist).
+CRDs in the same bundle. The bundle is ``kubectl kustomize`` of manifests/ and manifests/webhooks/ when
+kubectl is installed, and a small reader of the kustomizations' ``resources`` otherwise (the two are
+compared when both exist). The optional components (cert-manager, gateway-sysctl) and the systemd unit
+are checked too; manifests/install.sh is run against a recording fake kubectl (test_install_script.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +30,7 @@ from zonectl.operator.handlers import POD_WEBHOOK, POLICY_WEBHOOK, ZONE_WEBHOOK
 kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (offline Kubernetes schemas)")
 
 MANIFESTS = ROOT / "manifests"
+KUSTOMIZATIONS = (MANIFESTS, MANIFESTS / "webhooks")  # in apply order: webhooks last (manifests/install.sh)
 K8S_VERSION = "1.30.0"  # oldest Kubernetes zonectl supports (kind's node image for OVN-Kubernetes is newer)
 
 
@@ -47,15 +51,34 @@ def ident(obj: dict[str, Any]) -> tuple[str, str, str]:
     return obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
 
 
-@pytest.fixture(scope="module")
-def bundle() -> list[dict[str, Any]]:
-    objects = read_kustomization(MANIFESTS)
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(["kubectl", "kustomize", str(directory)], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def build(directory: Path) -> list[dict[str, Any]]:
+    objects = read_kustomization(directory)
     if shutil.which("kubectl"):
-        built = list(yaml.safe_load_all(subprocess.run(["kubectl", "kustomize", str(MANIFESTS)], check=True,
-                                                       capture_output=True, text=True, timeout=60).stdout))
+        built = kustomize(directory)
         assert sorted(map(ident, built)) == sorted(map(ident, objects))
         objects = built
     return objects
+
+
+@pytest.fixture(scope="module")
+def bundle() -> list[dict[str, Any]]:
+    return [o for d in KUSTOMIZATIONS for o in build(d)]
+
+
+def overlay(tmp_path: Path, base: Path, *components: str) -> list[dict[str, Any]]:
+    """``base`` with optional components, built by kubectl kustomize (as manifests/install.sh does)."""
+    if not shutil.which("kubectl"):
+        pytest.skip("kustomize components need kubectl")
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(base, tmp_path)],
+        "components": [os.path.relpath(MANIFESTS / "components" / c, tmp_path) for c in components]}))
+    return kustomize(tmp_path)
 
 
 def by_kind(bundle: list[dict], kind: str) -> list[dict]:
@@ -131,6 +154,7 @@ def test_gateway_runs_with_net_admin_only(bundle: list[dict]) -> None:
     assert not c["securityContext"].get("privileged") and c["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["automountServiceAccountToken"] is False
     assert c["args"][:2] == ["gateway", "run"]
+    assert "initContainers" not in pod  # the privileged forwarding init container is opt-in (component)
 
 
 def test_webhooks_point_at_the_handlers_and_never_lock_out_the_system(bundle: list[dict]) -> None:
@@ -181,3 +205,83 @@ def test_kind_config_is_ipv6_only() -> None:
     assert cfg["kind"] == "Cluster" and cfg["networking"]["ipFamily"] == "ipv6"
     assert cfg["networking"]["disableDefaultCNI"] is True
     assert cfg["networking"]["podSubnet"] == "fd00:10:244::/48"
+
+
+# --- install order, the admission policy, the optional components ---------------------------------------
+def test_webhook_configurations_come_last_and_alone() -> None:
+    """`kubectl apply -k manifests/` cannot block pod creation: the webhook configurations are not in it,
+    they are their own kustomization, applied by install.sh once the controller is Ready."""
+    webhook_kinds = {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+    main, hooks = build(MANIFESTS), build(MANIFESTS / "webhooks")
+    assert not [o for o in main if o["kind"] in webhook_kinds]
+    assert sorted(map(ident, hooks)) == [("MutatingWebhookConfiguration", "", "zonectl"),
+                                         ("ValidatingWebhookConfiguration", "", "zonectl")]
+    for hook in (w for o in hooks for w in o["webhooks"]):
+        assert "caBundle" not in hook["clientConfig"]  # added at install time from the TLS Secret's CA
+    assert (MANIFESTS / "install.sh").stat().st_mode & 0o111
+
+
+def _cel_list(expression: str) -> list[str]:
+    inner = expression[expression.index("[") + 1:expression.index("]")]
+    return [s.strip().strip("'") for s in inner.split(",")]
+
+
+def test_admission_policy_covers_what_the_webhook_leaves_out(bundle: list[dict]) -> None:
+    vap = one(bundle, "ValidatingAdmissionPolicy", "zonectl-ipam-hint")
+    binding = one(bundle, "ValidatingAdmissionPolicyBinding", "zonectl-ipam-hint")
+    assert vap["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"  # GA in 1.30
+    assert binding["spec"] == {"policyName": "zonectl-ipam-hint", "validationActions": ["Deny"]}
+    spec = vap["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["pods", "pods/status"] and rule["operations"] == ["CREATE", "UPDATE"]
+    # exactly the namespaces the pod webhook excludes
+    (pod_hook,) = one(bundle, "MutatingWebhookConfiguration", "zonectl")["webhooks"]
+    (expr,) = pod_hook["namespaceSelector"]["matchExpressions"]
+    (outside,) = [v for v in spec["variables"] if v["name"] == "outsideWebhook"]
+    assert sorted(_cel_list(outside["expression"])) == sorted(expr["values"])
+    # the pod webhook does not see pods/status (which can rewrite annotations): the policy does
+    assert pod_hook["rules"][0]["resources"] == ["pods"]
+    # the annotation the controller writes, and no other
+    config = parse_controller_config(yaml.safe_load(one(bundle, "ConfigMap", "zonectl-config")["data"]["zonectl.yaml"]))
+    key = config.operator.hint_annotation
+    texts = [v["expression"] for v in spec["variables"] + spec["validations"]]
+    texts += [v.get("message", "") + v.get("messageExpression", "") for v in spec["validations"]]
+    assert all(key in x for x in texts if "annotations" in x or "annotation " in x)
+    assert {k.split("'")[0] for x in texts for k in x.split("annotations['")[1:]} == {key}
+
+
+def test_gateway_sysctl_component(tmp_path: Path) -> None:
+    from zonectl.gateway.plan import SYSCTLS
+
+    objects = overlay(tmp_path, MANIFESTS, "gateway-sysctl")
+    ds = one(objects, "DaemonSet", "zonectl-gateway")
+    kv.validate(ds, K8S_VERSION, strict=True)
+    pod = ds["spec"]["template"]["spec"]
+    (init,), (main,) = pod["initContainers"], pod["containers"]
+    assert init["securityContext"]["privileged"] is True and init["image"] == main["image"] == "localhost/zonectl-gateway:dev"
+    script = init["command"][-1]
+    for key, value in SYSCTLS:  # exactly what the gateway needs
+        assert f"echo {value} > /proc/sys/{key.replace('.', '/')}" in script
+    assert main["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}  # still
+    assert pod["hostNetwork"] is True  # so /proc/sys/net is the node's
+
+
+def test_cert_manager_component(tmp_path: Path) -> None:
+    (tmp_path / "main").mkdir()
+    (tmp_path / "hooks").mkdir()
+    main = overlay(tmp_path / "main", MANIFESTS, "cert-manager")
+    hooks = overlay(tmp_path / "hooks", MANIFESTS / "webhooks", "cert-manager")
+    cert = one(main, "Certificate", "zonectl-webhook")
+    dep = one(main, "Deployment", "zonectl-controller")
+    (tls,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    assert cert["spec"]["secretName"] == tls["secret"]["secretName"] == "zonectl-webhook-tls"
+    svc = one(main, "Service", "zonectl-webhook")
+    assert f"zonectl-webhook.{svc['metadata']['namespace']}.svc" in cert["spec"]["dnsNames"]
+    issuer = one(main, "Issuer", cert["spec"]["issuerRef"]["name"])
+    ca = one(main, "Certificate", "zonectl-webhook-ca")
+    assert issuer["spec"]["ca"]["secretName"] == ca["spec"]["secretName"] and ca["spec"]["isCA"] is True
+    want = f"{cert['metadata']['namespace']}/{cert['metadata']['name']}"
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert one(hooks, kind, "zonectl")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == want
+        assert not [o for o in main if o["kind"] == kind]  # the patch adds nothing to manifests/

@@ -16,7 +16,7 @@ def packet_lab(ovn_chassis, example_config, example_zones, example_policy_bodies
     cluster = Cluster(ovn_chassis.nbctl, example_config.layout, node_count=2).build(gateways=False)
     specs = {"dmz": cluster.pod(1, 0x2000, 5, "dmz"), "web": cluster.pod(2, 0x2100, 6, "web"),
              "db": cluster.pod(2, 0x3000, 7, "db")}
-    pods = {name: ovn_chassis.add_pod(p.node.switch, p.lport, p.mac, str(p.ip), gateway=str(p.node.gateway))
+    pods = {name: ovn_chassis.add_pod(p.node.switch, p.lport, p.mac, str(p.ip), gateway=str(p.node.router_ip.ip))
             for name, p in specs.items()}
     with connect(ovn_chassis.nb_remote, timeout=5) as nb:
         settings = SyncSettings.build({}, example_config.layout.cluster, nb.has_tier)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from zonectl import netns as nslib
-from zonectl.ovn.sandbox import OvnSandbox, _alive
+from zonectl.ovn.sandbox import OvnSandbox, SandboxError, _alive
 
 DMZ_MASK = "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::"
 A_MAC, A_IP = "0a:00:00:00:00:01", "fd00:10:244:1:2000::5"
@@ -100,3 +100,30 @@ def test_flow_counts_for_the_benchmark(ovn_chassis: OvnSandbox) -> None:
     print(f"\nflows: base {base}, first stateful ACL {stateful} (+{stateful - base}), next ACL +{one_more - stateful}")
     assert stateful - base > 20  # conntrack machinery
     assert 1 <= one_more - stateful <= 4  # one wildcard rule: a couple of flows
+
+
+def test_attach_from_a_new_handle(ovn_chassis: OvnSandbox) -> None:
+    """``attach`` (what a new process does) reaches the same daemons and chassis, and can add pods, whose
+    veth ends live in the chassis and pod namespaces (created there, see ``netns.veth``)."""
+    ovn_chassis.nbctl("ls-add", "node1")
+    a = ovn_chassis.add_pod("node1", "a", A_MAC, A_IP)
+    again = OvnSandbox.attach(ovn_chassis.state_dir)
+    assert again.chassis_ns.name == ovn_chassis.chassis_ns.name
+    assert again.chassis_name == ovn_chassis.chassis_name
+    assert "node1" in again.nbctl("ls-list")
+    b = again.add_pod("node1", "b", B_MAC, B_IP)
+    try:
+        assert a.ping(b.ip, count=3) and b.ping(a.ip, count=3)
+        assert A_MAC in a.run(["ip", "link", "show", "eth0"]).stdout
+        chassis_links = again.chassis_ns.run(["ip", "-o", "link", "show"]).stdout
+        root_links = nslib.run(["ip", "-o", "link", "show"]).stdout
+        for pod in (a, b):
+            assert f" {pod.ovs_port}@" in chassis_links and f" {pod.ovs_port}@" not in root_links
+    finally:
+        again.remove_pod(b)
+    assert b.ns.name not in nslib.list_netns()
+
+
+def test_attach_refuses_a_directory_without_a_running_sandbox(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="no running OVN sandbox"):
+        OvnSandbox.attach(tmp_path)

@@ -49,7 +49,7 @@ def trace(lab, src, dst, l4: str) -> str:
             eth_dst = src.node.router_mac
     else:  # arriving from outside the node: through the router port of the destination's switch
         assert isinstance(dst, Pod)
-        dp, inport, eth_src, eth_dst = dst.node.switch, dst.node.router_port, dst.node.router_mac, dst.mac
+        dp, inport, eth_src, eth_dst = dst.node.switch, dst.node.switch_port, dst.node.router_mac, dst.mac
     flow = (f'inport == "{inport}" && eth.src == {eth_src} && eth.dst == {eth_dst} && '
             f"ip6.src == {src.ip} && ip6.dst == {dst.ip} && ip.ttl == 64 && {l4}")
     return lab.sb.trace("--ct", "new", dp, flow)
@@ -57,7 +57,7 @@ def trace(lab, src, dst, l4: str) -> str:
 
 def delivers(lab, src, dst, l4: str) -> bool:
     out = trace(lab, src, dst, l4)
-    target = dst.lport if isinstance(dst, Pod) else src.node.router_port
+    target = dst.lport if isinstance(dst, Pod) else src.node.switch_port
     return f'output to "{target}"' in out
 
 

@@ -78,13 +78,10 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
     gateway = parse_gateway(section)
     if args.inputs:
-        from ..operator.gatewayfeed import load_document
+        from ..operator.gatewayfeed import read_document  # the one loader (the OVN node agent uses it too)
 
-        try:
-            doc = json.loads(Path(args.inputs).read_text())
-        except (OSError, ValueError) as exc:
-            raise GatewayCliError(f"--inputs {args.inputs}: {exc}") from None
-        registry, ruleset = load_document(doc, config.layout)
+        published = read_document(args.inputs, config.layout)
+        registry, ruleset = published.registry, published.gateway
     else:
         if not args.zones:
             raise GatewayCliError("give --inputs FILE (published by the controller) or --zones/--policies files")

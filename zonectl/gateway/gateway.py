@@ -28,7 +28,7 @@ from ..render.tayga import TaygaVersion
 from . import metrics, netlink
 from .config import GatewayConfig
 from .firewall import Ip6tables, Nftables
-from .host import CommandError, Host
+from .host import CommandError, Host, SysctlError
 from .plan import GatewayPlan, build_plan
 from .tayga import Backoff, TaygaError, TaygaProcess, TaygaStatus, detect_version
 
@@ -112,7 +112,7 @@ class Gateway:
             report = ApplyReport()
             try:
                 self._apply(plan, report, tayga)
-            except (CommandError, TaygaError, LookupError, OSError) as exc:
+            except (CommandError, SysctlError, TaygaError, LookupError, OSError) as exc:
                 self._failed(str(exc))
                 raise GatewayError(f"apply failed part-way ({', '.join(report.changes) or 'nothing changed'}): "
                                    f"{exc}") from exc
@@ -154,6 +154,9 @@ class Gateway:
                 self._process(inst.name, inst.tun).check_config(inst.conf_text)
 
     def _apply(self, plan: GatewayPlan, report: ApplyReport, tayga: bool = True) -> None:
+        # First, so that nothing else changes when forwarding cannot be turned on (a read-only /proc/sys
+        # in a container): SysctlError then names the key and says to set it on the node. Failing here
+        # is closed: without forwarding nothing reaches the NAT64 prefix, filtered or not.
         for key, value in plan.sysctls:
             report.add(f"sysctl {key}={value}", self.host.sysctl_set(key, value))
         report.add("ip6tables zone filter", self.ip6t.apply(plan))

@@ -8,8 +8,10 @@ through a Host, so nothing in zonectl.gateway can reach the root namespace by ac
 from __future__ import annotations
 
 import contextlib
+import errno
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..core.errors import ZonectlError
@@ -23,6 +25,33 @@ class CommandError(ZonectlError):
         self.returncode = returncode
         self.stderr = stderr.strip()
         super().__init__(f"{' '.join(self.cmd)} failed ({returncode}): {self.stderr}")
+
+
+class SysctlError(ZonectlError):
+    """A kernel setting the gateway needs cannot be read or set here; the message says where to set it."""
+
+
+PROC_SYS = Path("/proc/sys")
+
+
+def sysctl_path(key: str) -> Path:
+    """``net.ipv4.ip_forward`` -> /proc/sys/net/ipv4/ip_forward (a key with "/" is already a path, as in
+    sysctl(8), for interface names with dots)."""
+    return PROC_SYS / (key if "/" in key else key.replace(".", "/"))
+
+
+def cannot_set(key: str, value: str, current: str, why: str) -> str:
+    return (f"cannot set sysctl {key}={value} (it is {current}): {why}. The gateway needs {key}={value}; set it on "
+            f"the node: '{key} = {value}' in /etc/sysctl.d/ (then `sysctl --system`), or, for the Kubernetes "
+            f"DaemonSet, its privileged init container (manifests/components/gateway-sysctl; docs/gateway.md)")
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return "/proc/sys is read-only here (a container that is not privileged mounts it read-only)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (writing /proc/sys needs root)"
+    return exc.strerror or str(exc)
 
 
 @dataclass(frozen=True)
@@ -56,12 +85,34 @@ class Host:
         finally:
             sock.close()
 
+    # sysctls: on the real host through /proc/sys (the gateway image has no procps), in a named
+    # namespace through `ip netns exec NS sysctl` (/proc/sys/net shows the namespace of the reader).
     def sysctl_get(self, key: str) -> str:
-        return self.run(["sysctl", "-n", key]).stdout.strip()
+        """A sysctl's value; SysctlError if it cannot be read (e.g. IPv6 disabled: no net.ipv6 keys)."""
+        try:
+            if self.netns:
+                return self.run(["sysctl", "-n", key]).stdout.strip()
+            return sysctl_path(key).read_text().strip()
+        except CommandError as exc:
+            raise SysctlError(f"cannot read sysctl {key}: {exc.stderr}") from exc
+        except OSError as exc:
+            raise SysctlError(f"cannot read sysctl {key}: {_why(exc)}") from exc
 
     def sysctl_set(self, key: str, value: str) -> bool:
-        """Set a sysctl; returns True if it changed (so re-applying reports no change)."""
-        if self.sysctl_get(key) == str(value):
+        """Set a sysctl; returns True if it changed (so re-applying reports no change). Nothing is written
+        when it already has the value, so a read-only /proc/sys is fine on a node configured beforehand;
+        otherwise SysctlError names the key, the value needed and where to set it instead."""
+        value = str(value)
+        current = self.sysctl_get(key)
+        if current == value:
             return False
-        self.run(["sysctl", "-qw", f"{key}={value}"])
+        try:
+            if self.netns:
+                self.run(["sysctl", "-qw", f"{key}={value}"])
+            else:
+                sysctl_path(key).write_text(value)
+        except CommandError as exc:
+            raise SysctlError(cannot_set(key, value, current, exc.stderr)) from exc
+        except OSError as exc:
+            raise SysctlError(cannot_set(key, value, current, _why(exc))) from exc
         return True

@@ -8,24 +8,24 @@ gateway code under test does everything else (TUN, Tayga, NAT64 routes, sysctls,
                  default via fe80::1        fe80::1, route pod/128          198.51.100.254/24
                                                                             lo 192.0.2.10 (server)
 
-Names inside the namespaces are fixed (``uplink``, ``eth0``, ``p0``...); the namespaces themselves get
-random names, so any number of labs run side by side. ``close()`` removes everything it made.
+Names inside the namespaces are fixed (``uplink``, ``eth0``, ``p0``...) and every veth is created
+directly inside its two namespaces; the namespaces themselves get random names, so any number of labs
+run side by side. ``close()`` removes everything it made. Traffic comes from ``zonectl.probe``.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from ..netns import Netns, run, unique_name, veth
+from ..netns import Netns, run, veth
+from ..probe import command as probe_command
 
-PROBE = str(Path(__file__).with_name("probe.py"))
 UPLINK = "uplink"
 GATEWAY_V4 = IPv4Address("198.51.100.1")
 INTERNET_V4 = IPv4Address("198.51.100.254")
@@ -69,12 +69,7 @@ class Testbed:
         return bed
 
     def _wire_uplink(self) -> None:
-        a, b = unique_name("ztu"), unique_name("ztu")
-        veth(a, b, self.gateway, self.internet)
-        self.gateway.run(["ip", "link", "set", a, "down"])
-        self.gateway.run(["ip", "link", "set", a, "name", UPLINK, "up"])
-        self.internet.run(["ip", "link", "set", b, "down"])
-        self.internet.run(["ip", "link", "set", b, "name", "eth0", "up"])
+        veth(UPLINK, "eth0", self.gateway, self.internet)
         self.gateway.run(["ip", "addr", "add", f"{GATEWAY_V4}/24", "dev", UPLINK])
         self.gateway.run(["ip", "route", "add", "default", "via", str(INTERNET_V4)])
         self.internet.run(["ip", "addr", "add", f"{INTERNET_V4}/24", "dev", "eth0"])
@@ -83,12 +78,7 @@ class Testbed:
     def add_pod(self, label: str, address: IPv6Address, index: int) -> Pod:
         ns = Netns.create("ztpd")
         self.pods[label] = pod = Pod(label, address, ns, f"p{index}")
-        a, b = unique_name("ztp"), unique_name("ztp")
-        veth(a, b, ns, self.gateway)
-        ns.run(["ip", "link", "set", a, "down"])
-        ns.run(["ip", "link", "set", a, "name", "eth0", "up"])
-        self.gateway.run(["ip", "link", "set", b, "down"])
-        self.gateway.run(["ip", "link", "set", b, "name", pod.gw_dev, "up"])
+        veth("eth0", pod.gw_dev, ns, self.gateway)
         ns.run(["ip", "-6", "addr", "add", f"{address}/128", "dev", "eth0", "nodad"])
         self.gateway.run(["ip", "-6", "addr", "add", "fe80::1/64", "dev", pod.gw_dev, "nodad"])
         ns.run(["ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"])
@@ -98,7 +88,7 @@ class Testbed:
     def start_server(self, label: str | None = None) -> None:
         """The echo server: in the internet namespace on SERVER_V4, or in pod ``label`` on its IPv6 address."""
         ns, bind = (self.internet, str(SERVER_V4)) if label is None else (self.pods[label].ns, "::")
-        proc = ns.popen([sys.executable, PROBE, "serve", "--bind", bind, "--tcp", str(TCP_PORT), "--udp", str(UDP_PORT)],
+        proc = ns.popen(probe_command("serve", "--bind", bind, "--tcp", str(TCP_PORT), "--udp", str(UDP_PORT)),
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self._procs.append(proc)
         assert proc.stdout is not None
@@ -108,12 +98,12 @@ class Testbed:
     def probe(self, label: str | None, kind: str, target: str, port: int | None = None, timeout: float = 2.0) -> str | None:
         """Run a probe from a pod (or the internet namespace when ``label`` is None): the address the
         server saw (tcp/udp), the replier (ping), or None."""
-        cmd = [sys.executable, PROBE, kind, target]
+        cmd = [kind, target]
         if kind != "ping":
             cmd.append(str(port if port is not None else (TCP_PORT if kind == "tcp" else UDP_PORT)))
         cmd += ["--timeout", str(timeout)]
         ns = self.internet if label is None else self.pods[label].ns
-        proc = ns.run(cmd, check=False, timeout=timeout * 4 + 10)
+        proc = ns.run(probe_command(*cmd), check=False, timeout=timeout * 4 + 10)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def close(self) -> None:

@@ -5,5 +5,5 @@ OVN-Kubernetes-like logical network, pods as network namespaces with zone-encode
 egress gateway (``zonectl.gateway``, Tayga) and an IPv4 "internet", with the policies applied through
 the operator's code paths. Modules: ``topology`` (the plan, pure), ``build`` (making it), ``state``
 (the ledger and teardown), ``enforce`` (OVN sync, gateway apply, drift), ``expect``/``matrix``
-(expected vs observed, pure), ``traffic``/``agent`` (real packets), ``report``, ``runner``, ``cli``.
+(expected vs observed, pure), ``traffic`` (real packets, from ``zonectl.probe``), ``report``, ``runner``, ``cli``.
 """

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import zonectl
 
+from .. import probe
 from ..gateway.firewall import Ip6tables, expected_lines
 from ..gateway.gateway import Gateway
 from ..gateway.host import Host
@@ -28,7 +29,6 @@ from ..netns import kill_netns_pids
 from ..ovn.connection import connect
 from ..ovn.sync import SyncReport, SyncSettings, sync
 from . import gwd
-from .build import AGENT
 from .inputs import Compiled
 from .state import LabError, LabState, ProcessRecord, alive, cmdline
 
@@ -174,8 +174,8 @@ def gateway_drift(compiled: Compiled, state_dir: Path, netns: str) -> list[str]:
 
 def gateway_metrics(netns: str) -> str:
     """The gateway's own /metrics text (fetched inside its namespace)."""
-    proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, str(AGENT), "get",
-                           f"http://{gwd.METRICS_LISTEN}/metrics"], capture_output=True, text=True, timeout=20)
+    proc = subprocess.run(["ip", "netns", "exec", netns, *probe.command("get", f"http://{gwd.METRICS_LISTEN}/metrics")],
+                          capture_output=True, text=True, timeout=20)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise LabError(f"cannot read the gateway's metrics: {last}")

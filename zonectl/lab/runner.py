@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 from ..netns import list_netns
+from ..ovn.ovnk import CLUSTER_ROUTER
 from . import build, enforce, report, traffic
 from .enforce import Drift
 from .inputs import Compiled, Inputs, compile_inputs
 from .matrix import observe, plan_matrix, render_text
 from .state import LabError, LabState, teardown
-from .topology import CLUSTER_ROUTER, Topology, plan
+from .topology import Topology, plan
 
 REQUIRED_TOOLS = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-controller", "ovs-vswitchd", "ovn-nbctl",
                   "ovn-sbctl", "ovs-vsctl", "tayga", "ip", "ethtool", "ip6tables-restore", "nft")

@@ -15,7 +15,8 @@ layout follows OVN-Kubernetes (names included, so ``ovn-nbctl show`` reads like 
 
 Where OVN-Kubernetes has a gateway router per node, the lab has one egress gateway behind the join
 switch: in the zonectl design pod addresses leave the cluster unchanged (no SNAT), so the per-node
-gateway routers would only forward; the gateway with Tayga is the part that matters.
+gateway routers would only forward; the gateway with Tayga is the part that matters. Names, addresses
+and MACs of the OVN-K skeleton (nodes, routers, join) come from ``zonectl.ovn.ovnk``, as in the OVN tests.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ from typing import Any
 from ..core.config import Config
 from ..core.errors import ValidationError
 from ..core.zones import ZoneRegistry
+from ..ovn.ovnk import JOIN_ROUTER_IP, JOIN_SUBNET, MAC_GATEWAY, MAC_POD, Node, mac, nodes as ovnk_nodes
 
-CLUSTER_ROUTER = "ovn_cluster_router"
-JOIN_SWITCH = "join"
-JOIN_SUBNET = IPv6Network("fd98::/64")  # OVN-Kubernetes' default IPv6 join subnet
 GATEWAY_LSP = "egress-gateway"
 NO_ZONE = "no-zone"
 MAX_NODES = 8
@@ -41,38 +40,6 @@ UPLINK_NET = IPv4Network("198.51.100.0/24")
 GATEWAY_UPLINK_V4 = IPv4Address("198.51.100.1")
 INTERNET_V4 = IPv4Address("198.51.100.10")
 INTERNET_SITE2_V4 = IPv4Address("192.0.2.10")
-
-
-def _mac(kind: int, index: int) -> str:
-    """A locally administered MAC (0a:58 as OVN-Kubernetes uses), unique per kind and index."""
-    return f"0a:58:fd:{kind:02x}:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}"
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    index: int
-    subnet: IPv6Network
-
-    @property
-    def switch(self) -> str:
-        return self.name
-
-    @property
-    def router_port(self) -> str:
-        return f"rtos-{self.name}"
-
-    @property
-    def switch_port(self) -> str:
-        return f"stor-{self.name}"
-
-    @property
-    def router_ip(self) -> IPv6Interface:
-        return IPv6Interface((int(self.subnet.network_address) + 1, self.subnet.prefixlen))
-
-    @property
-    def router_mac(self) -> str:
-        return _mac(0, self.index)
 
 
 @dataclass(frozen=True)
@@ -187,12 +154,7 @@ def plan(config: Config, registry: ZoneRegistry, *, nodes: int = 2, pods_per_zon
     if layout.node_prefix_len != 64:
         raise ValidationError(f"the lab lays out /64 node subnets; this layout uses /{layout.node_prefix_len}")
     lab_id = lab_id or new_lab_id()
-    base = int(layout.cluster.network_address)
-    step = 1 << (128 - layout.node_prefix_len)
-    node_list = tuple(
-        Node(f"lab-node{i + 1}", i + 1, IPv6Network((base + (i + 1) * step, layout.node_prefix_len)))
-        for i in range(nodes)
-    )
+    node_list = ovnk_nodes(layout, nodes, prefix="lab-node")
     for n in node_list:
         layout.check_node(n.subnet)
     zone_list = [(z.name, z.id, (z.namespaces[0] if z.namespaces else f"{z.name}-apps")) for z in registry]
@@ -210,7 +172,7 @@ def plan(config: Config, registry: ZoneRegistry, *, nodes: int = 2, pods_per_zon
                 zone_id=zid,
                 node=node.name,
                 address=layout.encode(node.subnet, zid, offset),
-                mac=_mac(1, index),
+                mac=mac(MAC_POD, index),
                 netns=f"zl{lab_id}-{zname}-{k + 1}",
                 host_if=f"zl{lab_id}p{index}",
             ))
@@ -221,9 +183,9 @@ def plan(config: Config, registry: ZoneRegistry, *, nodes: int = 2, pods_per_zon
         netns=f"zl{lab_id}-gateway",
         host_if=f"zl{lab_id}g",
         lsp=GATEWAY_LSP,
-        mac=_mac(2, 1),
+        mac=mac(MAC_GATEWAY, 1),
         address=gw_addr,
-        router_address=IPv6Address(int(JOIN_SUBNET.network_address) + 1),
+        router_address=JOIN_ROUTER_IP.ip,
         uplink_if="uplink",
         uplink_v4=GATEWAY_UPLINK_V4,
         uplink_net=UPLINK_NET,

@@ -1,16 +1,15 @@
-"""Sending the probes: one agent per source pod, all pods at once, results keyed by probe id."""
+"""Sending the probes: one ``zonectl.probe`` batch per source pod, all pods at once, results keyed by probe id."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
-from .build import AGENT
+from .. import probe
 from .expect import Service
 from .state import LabError
 
@@ -24,8 +23,8 @@ class ProbeSpec:
     timeout: float = 1.0
 
     def as_json(self) -> dict:
-        return {"id": self.id, "proto": self.service.proto, "host": self.host, "port": self.service.port,
-                "timeout": self.timeout}
+        proto = "ping" if self.service.proto == "icmpv6" else self.service.proto
+        return {"id": self.id, "proto": proto, "host": self.host, "port": self.service.port, "timeout": self.timeout}
 
 
 @dataclass(frozen=True)
@@ -37,19 +36,19 @@ class Observation:
 
 
 def send(probes: Iterable[ProbeSpec]) -> dict[str, Observation]:
-    """Run every probe; each source namespace gets one agent process running its probes concurrently."""
+    """Run every probe; each source namespace gets one probe process running its probes concurrently."""
     by_ns: dict[str, list[ProbeSpec]] = {}
     for p in probes:
         by_ns.setdefault(p.netns, []).append(p)
     procs: list[tuple[str, subprocess.Popen]] = []
     for ns, specs in by_ns.items():
-        # The probe list goes in a file, not a pipe: every agent must start at once, not when the
+        # The probe list goes in a file, not a pipe: every batch must start at once, not when the
         # previous one has been read.
         fd, path = tempfile.mkstemp(prefix="zonectl-probes-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
             json.dump([s.as_json() for s in specs], fh)
         with open(path) as stdin:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(AGENT), "probe"],
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *probe.command("batch")],
                                     stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         os.unlink(path)
         procs.append((ns, proc))
@@ -62,7 +61,7 @@ def send(probes: Iterable[ProbeSpec]) -> dict[str, Observation]:
             proc.communicate()
             raise LabError(f"probes from {ns} did not finish within 60s") from None
         if proc.returncode != 0:
-            raise LabError(f"probe agent in {ns} failed: {stderr.strip()}")
+            raise LabError(f"probes in {ns} failed: {stderr.strip()}")
         for r in json.loads(stdout):
             out[r["id"]] = Observation(bool(r["ok"]), r.get("answer"), float(r.get("ms", 0)), r.get("error", ""))
     return out

@@ -5,9 +5,9 @@
     admission.py   pod admission decisions and AdmissionReview responses (pure)
     authority.py   which namespace may govern which zone (the privilege-escalation guard)
     reconcile.py   policy body -> compile -> backend sync -> status/Events (no kopf)
-    backend.py     the backend protocol and its OVN implementation (zonectl.ovn)
+    backend.py     the backend protocol: OVN (zonectl.ovn, central NB) or publish-only (ovn.mode interconnect)
     verify.py      pod address vs zone label
-    gatewayfeed.py the gateway's inputs document and its publishers
+    gatewayfeed.py the published rules document (gateway, OVN node agents), its one loader, its publishers
     handlers.py    the kopf handlers, in an admission and a controller registry
     webhook.py     kopf's webhook server with timing and the pod fast path; offline admission
     ops.py         /metrics and /readyz; metrics.py the Prometheus metrics

@@ -1,4 +1,4 @@
-"""The enforcement backend as the reconciler sees it, and its OVN implementation.
+"""The enforcement backend as the reconciler sees it: OVN (central NB), or publish-only (interconnect).
 
 Why a protocol: the reconciler only needs "make the owned rows equal to these rules, leave those
 policies' rows alone" and "remove exactly this policy's rows"; keeping that surface small keeps the
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..ovn.sync import SyncReport, SyncSettings
 
 MODES = ("off", "log", "repair")
+PUBLISH = "publish"  # the mode of PublishedBackend's reports: nothing written here, the node agents sync
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,49 @@ class OvnBackend:
 
     def close(self) -> None:
         self.nb.close()
+
+
+class PublishedBackend:
+    """OVN interconnect mode (``ovn.mode: interconnect``): one NB per node, none for the controller to write.
+
+    The controller still compiles every policy and keeps the union of their good rules; the reconciler
+    publishes it (the ``ovn`` part of the GatewayInputs document) and every node's ``zonectl ovn run
+    --inputs`` syncs its own NB from it. This backend only remembers what was handed over, so status and
+    Events can say what changed; writing the document is the reconciler's publisher (a failed publish
+    is reported as ``Programmed=False, reason PublishFailed`` and retried).
+    """
+
+    mode = PUBLISH
+
+    def __init__(self, drift: str = "repair") -> None:
+        if drift not in MODES:
+            raise ValidationError(f"ovn.drift {drift!r} is not one of {', '.join(MODES)}", source="config")
+        self.drift = drift  # what the node agents do with the rules (ovn.drift): the status says so
+        self._rules: dict[str, frozenset[str]] = {}  # policy -> rule ids handed over
+
+    def owned_policies(self) -> set[str]:
+        return set(self._rules)
+
+    def sync(self, rules: Sequence[Rule], keep: Collection[str]) -> BackendReport:
+        wanted: dict[str, set[str]] = {}
+        for r in rules:
+            wanted.setdefault(r.policy, set()).add(r.id)
+        for k in keep:
+            if k in self._rules and k not in wanted:
+                wanted[k] = set(self._rules[k])
+        before = {i for ids in self._rules.values() for i in ids}
+        after = {i for ids in wanted.values() for i in ids}
+        self._rules = {k: frozenset(v) for k, v in wanted.items()}
+        return self._report(len(after - before), len(before - after), len(after))
+
+    def remove(self, policy: str) -> BackendReport:
+        gone = self._rules.pop(policy, frozenset())
+        return self._report(0, len(gone), sum(len(v) for v in self._rules.values()))
+
+    @staticmethod
+    def _report(created: int, deleted: int, rows: int) -> BackendReport:
+        return BackendReport(mode=PUBLISH, applied=bool(created or deleted), created=created, deleted=deleted,
+                             rows=rows, summary=f"{rows} rules for the node agents: {created} added, {deleted} removed")
+
+    def close(self) -> None:
+        pass

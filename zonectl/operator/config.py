@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from ..core.config import Config, parse_config
-from ..core.errors import Collector, ValidationError
+from ..core.errors import Collector, Problem, ValidationError
 from ..core.zones import NAME_RE
 
 SpoofMode = Literal["replace", "deny"]
@@ -189,10 +189,29 @@ class ControllerConfig:
     def ovn(self) -> Mapping[str, Any]:
         return self.core.section("ovn")
 
+    @property
+    def ovn_mode(self) -> str:
+        """``ovn.mode``: ``central`` (the controller syncs the one NB) or ``interconnect`` (it only publishes)."""
+        return str(self.ovn.get("mode", "central"))
+
+    @property
+    def interconnect(self) -> bool:
+        return self.ovn_mode == "interconnect"
+
 
 def parse_controller_config(body: Mapping[str, Any] | None) -> ControllerConfig:
+    from ..ovn.sync import TOPOLOGIES  # pure (no ovsdbapp): the one list of ovn.mode values
+
     core = parse_config(body)
-    return ControllerConfig(core, parse_operator(core.section("operator")))
+    config = ControllerConfig(core, parse_operator(core.section("operator")))
+    if config.ovn_mode not in TOPOLOGIES:
+        raise ValidationError([Problem("ovn.mode", f"{config.ovn_mode!r} is not one of {', '.join(TOPOLOGIES)}")],
+                              source="config")
+    if config.interconnect and not (config.operator.gateway_configmap or config.operator.gateway_file):
+        raise ValidationError([Problem("operator.gateway", "ovn.mode interconnect needs somewhere to publish the "
+                                       "rules for the node agents: configMap (default zonectl-gateway-rules) or file")],
+                              source="config")
+    return config
 
 
 def load_controller_config(path: str | Path) -> ControllerConfig:

@@ -12,7 +12,10 @@ Invariants:
 * the backend always gets the complete set of good rules (priorities are ranked over all of them);
   rows of policies the controller has not seen yet (just started, still listing) are kept untouched,
   so a restart never flaps enforcement;
-* one backend call at a time (an asyncio lock): each call is one transaction over a consistent set.
+* one backend call at a time (an asyncio lock): each call is one transaction over a consistent set;
+* in OVN interconnect mode (``PublishedBackend``) the published document *is* the enforcement: it then
+  carries every rule and the policies to keep, a failed publish is a failed program (status, retry), and
+  the document is written by one task at a time from the state of that moment (never an older one last).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..core.policy import parse_policy
 from ..core.rules import Rule, compile_policy
 from . import gatewayfeed
 from .authority import authority_problems
-from .backend import Backend, BackendReport
+from .backend import PUBLISH, Backend, BackendReport
 from .config import OperatorSettings
 from .metrics import Metrics
 from .status import Condition, render_conditions
@@ -107,8 +110,17 @@ class PolicyReconciler:
     good_generation: dict[str, int] = field(default_factory=dict, init=False)
     dirty: set[str] = field(default_factory=set, init=False)
     last_run: dict[str, float] = field(default_factory=dict, init=False)
+    revoked: set[str] = field(default_factory=set, init=False)  # rules removed: the namespace lost the right
+    publish_error: str | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _published: str | None = field(default=None, init=False)
+    _published_at: float = field(default=float("-inf"), init=False)
+
+    @property
+    def interconnect(self) -> bool:
+        """OVN interconnect mode: nothing is written to OVN here; the node agents sync the published rules."""
+        return getattr(self.backend, "mode", None) == PUBLISH
 
     # --- triggers --------------------------------------------------------------------------------
     def mark_zone(self, zone: str) -> set[str]:
@@ -204,8 +216,13 @@ class PolicyReconciler:
                                      len(self.good.get(key, ())), tuple(notes) + (Note("Warning", "SyncFailed", short(exc)),))
             self.good.pop(key, None)
             self.good_generation.pop(key, None)
-        await self._publish()
+            self.revoked.add(key)
         programmed = Condition("Programmed", False, "Unauthorized", "no rules of this policy are enforced")
+        if not await self._publish() and self.interconnect:
+            self.dirty.add(key)  # the node agents still enforce its rules: retry until the removal is published
+            message = f"could not publish the removal for the node agents: {self.publish_error}"
+            programmed = Condition("Programmed", False, "PublishFailed", message)
+            notes.append(Note("Warning", "PublishFailed", message))
         return PolicyOutcome(key, generation, "unauthorized", compiled, programmed, 0, tuple(notes))
 
     async def _program(self, key: str, generation: int, rules: tuple[Rule, ...]) -> PolicyOutcome:
@@ -227,17 +244,24 @@ class PolicyReconciler:
                                      len(self.good.get(key, ())), (Note("Warning", "SyncFailed", message),))
             finally:
                 self.metrics.sync_seconds.observe(time.perf_counter() - started)
+            previous = self.good.get(key, ())
             self.good[key] = rules
             self.good_generation[key] = generation
-        await self._publish()
-        return self._programmed(key, generation, compiled, rules, report)
+            self.revoked.discard(key)
+        if not await self._publish() and self.interconnect:
+            self.dirty.add(key)  # the timer retries
+            message = f"could not publish the rules for the node agents: {self.publish_error}"
+            return PolicyOutcome(key, generation, "sync-error", compiled,
+                                 Condition("Programmed", False, "PublishFailed", message), len(rules),
+                                 (Note("Warning", "PublishFailed", message),))
+        return self._programmed(key, generation, compiled, rules, report, previous)
 
     def _sync(self, union: list[Rule], known: set[str]) -> BackendReport:
         keep = self.backend.owned_policies() - known
         return self.backend.sync(union, keep)
 
     def _programmed(self, key: str, generation: int, compiled: Condition, rules: tuple[Rule, ...],
-                    report: BackendReport) -> PolicyOutcome:
+                    report: BackendReport, previous: tuple[Rule, ...] = ()) -> PolicyOutcome:
         if report.mode == "off":
             programmed = Condition("Programmed", False, "Disabled", "OVN sync is off (config ovn.drift: off)")
             return PolicyOutcome(key, generation, "disabled", compiled, programmed, len(rules))
@@ -245,6 +269,26 @@ class PolicyReconciler:
             programmed = Condition("Programmed", False, "LogOnly", f"OVN sync only logs (ovn.drift: log): {report.summary}")
             return PolicyOutcome(key, generation, "log-only", compiled, programmed, len(rules))
         gw = sum(1 for r in rules if r.direction == "egress" and r.nat64)
+        if report.mode == PUBLISH:
+            # Interconnect: the controller cannot see every node's NB; each node agent reports its own sync
+            # (logs, zonectl_ovn_agent_* metrics). "Published" = handed to them, in the document they read.
+            drift = getattr(self.backend, "drift", "repair")
+            if drift == "off":
+                programmed = Condition("Programmed", False, "Disabled", "OVN sync is off (config ovn.drift: off): "
+                                       "the node agents write nothing")
+                return PolicyOutcome(key, generation, "disabled", compiled, programmed, len(rules))
+            if drift == "log":
+                programmed = Condition("Programmed", False, "LogOnly", "published, but the node agents only log "
+                                       "(ovn.drift: log)")
+                return PolicyOutcome(key, generation, "log-only", compiled, programmed, len(rules))
+            message = f"{len(rules)} rules published to the OVN node agents ({gw} also for the NAT64 gateway)"
+            notes = ()
+            new, old = {r.id for r in rules}, {r.id for r in previous}
+            if new != old:  # this policy's rules changed (a restart re-seeds them: no Event then)
+                notes = (Note("Normal", "Published", f"generation {generation}: {len(rules)} rules; for the node "
+                                                     f"agents {len(new - old)} added, {len(old - new)} removed"),)
+            return PolicyOutcome(key, generation, "ok", compiled, Condition("Programmed", True, "Published", message),
+                                 len(rules), notes)
         # The condition says what is enforced (stable across resyncs, so no needless status writes);
         # what this sync changed goes into an Event, only when it changed something.
         message = f"{len(rules)} rules enforced in OVN ({gw} also by the NAT64 gateway)"
@@ -263,6 +307,10 @@ class PolicyReconciler:
             self.good.pop(key, None)
             self.good_generation.pop(key, None)
         self.state.remove_policy(key)
+        self.revoked.discard(key)
+        if self.interconnect and not await self._publish():
+            # The node agents still enforce its rules: keep the finalizer, kopf retries the deletion.
+            raise ZonectlError(f"could not publish the removal for the node agents: {self.publish_error}")
         self.dirty.discard(key)
         self.last_run.pop(key, None)
         self.metrics.reconcile_total.labels("policy", "deleted").inc()
@@ -270,23 +318,46 @@ class PolicyReconciler:
             self.metrics.policy_rules.remove(key)
         except KeyError:
             pass
-        await self._publish()
+        if not self.interconnect:
+            await self._publish()
         return report
 
     # --- gateway ---------------------------------------------------------------------------------
-    def gateway_document(self) -> dict[str, Any]:
-        return gatewayfeed.document((r for rs in self.good.values() for r in rs), self.state.registry)
+    def keep_policies(self) -> set[str]:
+        """Policies whose OVN rows the node agents leave exactly as they are: seen, but no good generation
+        here and not revoked. The same rows a central sync keeps (``_sync``): e.g. a policy that does not
+        compile after a controller restart keeps the rows of its earlier generation on every node."""
+        return set(self.state.policy_refs) - set(self.good) - self.revoked
 
-    async def _publish(self) -> None:
+    def gateway_document(self) -> dict[str, Any]:
+        rules = (r for rs in self.good.values() for r in rs)
+        if not self.interconnect:
+            return gatewayfeed.document(rules, self.state.registry)
+        return gatewayfeed.document(rules, self.state.registry, complete=True, keep=self.keep_policies())
+
+    async def _publish(self) -> bool:
+        """Publish the document if it changed, or if the last publish is older than ``resyncSeconds`` (a
+        ConfigMap edited or reset behind the controller's back comes back). False if publishing failed.
+
+        One task at a time, each rendering the state of its own moment: the last write is never older
+        than the state it follows (two reconciles racing cannot leave an older document in place)."""
         if self.publisher is None:
-            return
-        text = gatewayfeed.render(self.gateway_document())
-        if text == self._published:
-            return
-        try:
-            await asyncio.to_thread(self.publisher.publish, text)
-        except Exception as exc:  # an API or file error: log, count, retry with the next reconcile
-            LOG.error("could not publish the gateway inputs: %s", exc)
-            self.metrics.reconcile_errors.labels("gateway", "publish").inc()
-            return
-        self._published = text
+            return True
+        async with self._publish_lock:
+            text = gatewayfeed.render(self.gateway_document())
+            now = self.clock()
+            if text == self._published and now - self._published_at < self.settings.resync_seconds:
+                return True
+            try:
+                await asyncio.to_thread(self.publisher.publish, text)
+            except Exception as exc:  # an API or file error: log, count, retry with the next reconcile
+                self.publish_error = short(exc)
+                LOG.error("could not publish the rules (gateway inputs%s): %s",
+                          ", OVN node agents" if self.interconnect else "", exc)
+                self.metrics.reconcile_errors.labels("gateway", "publish").inc()
+                return False
+            if text != self._published:
+                LOG.info("published inputs %s (%d rules)", gatewayfeed.digest(text),
+                         sum(len(rs) for rs in self.good.values()))
+            self._published, self._published_at, self.publish_error = text, now, None
+            return True

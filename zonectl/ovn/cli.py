@@ -43,7 +43,8 @@ def _load(args: argparse.Namespace, *, need_policies: bool) -> _Inputs:
             raise CliError(f"no SecurityZonePolicy object in {', '.join(args.files)}")
         rules = compile_objects(policies, registry, config.nat64)
     elif need_policies:
-        raise CliError("nothing to sync: pass -f POLICY (files or directories with SecurityZonePolicy objects)")
+        raise CliError("nothing to sync: pass -f POLICY (files or directories with SecurityZonePolicy objects)"
+                       + (" or --inputs FILE (the document the controller publishes)" if "inputs" in args else ""))
     return _Inputs(config, registry, rules)
 
 
@@ -141,12 +142,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Periodic sync (drift repair) until SIGTERM; inputs are re-read and re-compiled every round.
 
     A round whose inputs fail to load or compile logs the error and keeps NB as it is (fail closed: the
-    last good rows stay); an OVN error is logged and retried next round.
+    last good rows stay); an OVN error is logged and retried next round. With ``--inputs FILE`` this is
+    the node agent of interconnect mode (``_run_agent``).
     """
     from zonectl.ovn.resync import Resyncer
     from zonectl.ovn.snat import SnatGuard
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.inputs:
+        from zonectl.cli import CliError
+
+        if args.zones or args.files:
+            raise CliError("--inputs FILE and --zones/-f exclude each other: the published document already "
+                           "holds the compiled rules")
+        return _run_agent(args)
     inputs = _load(args, need_policies=True)
     nb, settings, section = _open(args, inputs.config)
     mode = args.mode or str(section.get("drift", "repair"))
@@ -161,6 +170,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         with resyncer:
             stop.wait()
     finally:
+        if guard is not None:
+            guard.stop()
+        nb.close()
+    return 0
+
+
+def _open_retrying(args: argparse.Namespace, config: Any, stop: threading.Event):
+    """``_open`` until it succeeds or ``stop`` is set: a node agent starts before (or while) OVN-K restarts
+    the node's NB. Config mistakes (a ValidationError) fail at once; only OVN errors are retried."""
+    from zonectl.ovn.connection import OvnError
+
+    delay = 1.0
+    while True:
+        try:
+            return _open(args, config)
+        except OvnError as exc:
+            LOG.warning("NB not reachable yet, retrying in %.0fs: %s", delay, exc)
+        if stop.wait(delay):
+            return None
+        delay = min(delay * 2, 30.0)
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    """``zonectl ovn run --inputs FILE``: the node agent (see zonectl/ovn/agent.py)."""
+    from zonectl.cli import load_config
+    from zonectl.ovn.agent import Agent, InputsFile
+    from zonectl.ovn.snat import SnatGuard
+
+    config = load_config(args.config)  # a broken config fails at start (exit 2); a broken document never does
+    stop = _stop_event()
+    opened = _open_retrying(args, config, stop)
+    if opened is None:
+        return 0
+    nb, settings, section = opened
+    mode = args.mode or str(section.get("drift", "repair"))
+    interval = args.interval or float(section.get("resyncSeconds", 60))
+    agent = Agent(nb, InputsFile(args.inputs, config.layout), settings, mode=mode,  # type: ignore[arg-type]
+                  interval=interval, poll=args.poll)
+    LOG.info("ovn agent: NB %s, inputs %s, drift %s, resync every %.0fs", nb.settings.remote, args.inputs, mode,
+             interval)
+    guard = server = None
+    try:
+        if str(section.get("snat", "report")) == "remove" or args.remove_snat:
+            guard = SnatGuard(nb, config.layout, None).start()
+        if args.metrics_listen and args.metrics_listen != "off":
+            from zonectl.gateway.metrics import MetricsServer
+
+            server = MetricsServer(args.metrics_listen, agent.metrics_text, agent.healthy).start()
+            LOG.info("metrics on %s", args.metrics_listen)
+        agent.run(stop)
+    finally:
+        if server is not None:
+            server.close()
         if guard is not None:
             guard.stop()
         nb.close()
@@ -231,11 +293,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = sub.add_parser(
         "run", formatter_class=fmt, help="sync periodically (drift repair) until stopped",
         description="Re-read and re-compile the inputs and sync every --interval seconds. A round that fails\n"
-        "to compile leaves NB as it is. --remove-snat (or ovn.snat: remove) also runs the SNAT guard.",
+        "to compile leaves NB as it is. --remove-snat (or ovn.snat: remove) also runs the SNAT guard.\n\n"
+        "--inputs FILE instead of --zones/-f: the node agent of OVN-K interconnect mode (one NB per node).\n"
+        "FILE is the document the controller publishes (ConfigMap zonectl-gateway-rules, with ovn.mode:\n"
+        "interconnect). It is re-read when it changes; a document that does not parse or lacks the complete\n"
+        "rule set is logged and refused, and the rows of the last good one stay. NB is also re-synced when\n"
+        "its rows change (drift repair) and every --interval seconds. An unreachable NB is retried.",
+        epilog="example (what the zonectl-ovn-agent DaemonSet runs on every node):\n"
+        "  zonectl ovn run --config /etc/zonectl/zonectl.yaml --nb unix:/var/run/ovn/ovnnb_db.sock \\\n"
+        "      --inputs /etc/zonectl/inputs/gateway.json --metrics-listen [::]:9465",
     )
-    _common(p, policies_required=True)
+    _common(p, policies_required=False)
+    p.add_argument("--inputs", metavar="FILE",
+                   help="the published rules (GatewayInputs JSON with the `ovn` part) instead of --zones/-f")
     p.add_argument("--mode", choices=("off", "log", "repair"), help="default: ovn.drift in the config, else repair")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                   help="with --inputs: how often the file is checked for changes (default 2)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="with --inputs: serve /metrics and /healthz here, e.g. [::]:9465 (default: off)")
     p.add_argument("--remove-snat", action="store_true", help="also remove hiding SNAT rows and keep them removed")
     p.set_defaults(func=cmd_run)
     return ovn

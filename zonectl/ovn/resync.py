@@ -11,37 +11,32 @@ its last good rows (fail closed).
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Self
 
 from zonectl.core.errors import ZonectlError
 from zonectl.core.rules import Rule
 
 from .connection import NbClient
 from .sync import SyncMode, SyncReport, SyncSettings, sync
+from .watch import NbWatchLoop
 
 LOG = logging.getLogger(__name__)
 
 
-class Resyncer:
+class Resyncer(NbWatchLoop):
+    thread_name = "zonectl-ovn-resync"
+
     def __init__(self, nb: NbClient, rules: Callable[[], Iterable[Rule]], settings: SyncSettings, *,
                  mode: SyncMode = "repair", interval: float = 60.0, min_gap: float = 1.0,
                  watch: bool = True, on_report: Callable[[SyncReport], None] | None = None) -> None:
-        self.nb = nb
+        super().__init__(nb, interval=interval, min_gap=min_gap, watch=watch, poll=0.1)
         self.rules = rules
         self.settings = settings
         self.mode = mode
-        self.interval = interval
-        self.min_gap = min_gap
-        self.watch = watch
         self.on_report = on_report
         self.rounds = 0
         self.last_report: SyncReport | None = None
         self.last_error: str | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> SyncReport | None:
         """One sync round now (in the caller's thread)."""
@@ -61,42 +56,7 @@ class Resyncer:
             self.on_report(report)
         return report
 
-    def trigger(self) -> None:
-        """Ask for a round as soon as possible (e.g. a policy changed)."""
-        self._wake.set()
-
-    def start(self) -> "Resyncer":
+    def start(self) -> Self:
         if self.mode == "off":
             return self
-        self._thread = threading.Thread(target=self._loop, name="zonectl-ovn-resync", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.nb.settings.timeout + 5)
-
-    def __enter__(self) -> "Resyncer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.run_once()
-            seqno = self.nb.idl.change_seqno  # our own write bumps it; the next check sees a settled cache
-            started = time.monotonic()
-            if self._stop.wait(self.min_gap):
-                return
-            while not self._stop.is_set():
-                if self._wake.is_set():
-                    self._wake.clear()
-                    break
-                if self.watch and self.nb.idl.change_seqno != seqno:
-                    break
-                if time.monotonic() - started >= self.interval:
-                    break
-                self._wake.wait(0.1)
+        return super().start()

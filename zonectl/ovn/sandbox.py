@@ -14,6 +14,11 @@ Layout of ``state_dir``::
     controller.pid controller.ctl ...           chassis: ovn-controller
     netns                                       name of the chassis network namespace
 
+``OvnSandbox.attach(state_dir)`` is a handle on a sandbox that another process started there (the
+lab's ``up`` starts it, ``test``/``sync``/``down`` attach). Pods are network namespaces whose eth0 is
+one end of a veth created directly in the pod namespace, the other end directly in the chassis
+namespace, plugged into br-int: no link of a sandbox ever exists in the root namespace.
+
 The chassis' ``ovs-vswitchd`` runs inside a network namespace of its own: the userspace datapath creates
 tap devices named after the bridge (``br-int``) and the datapath (``ovs-netdev``), which would collide
 between two sandboxes in one namespace. Inside its own namespace each sandbox has its own, so any number
@@ -30,7 +35,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,8 +42,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from zonectl import netns as nslib
-
-from .probe import LISTEN6, PING6, TCP6
+from zonectl import probe
 
 NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")
 SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
@@ -75,30 +78,25 @@ class Pod:
         return self.ns.run(cmd, check=check, timeout=timeout)
 
     def ping(self, dst: str, *, count: int = 1, wait: float = 1.0) -> bool:
-        """True when ``dst`` answers one of ``count`` ICMPv6 echo requests, each within ``wait`` seconds.
-
-        A few lines of Python over a raw socket, so the tests do not need iputils-ping installed.
-        """
-        return self._probe(PING6, dst, count, wait)
+        """True when ``dst`` answers one of ``count`` ICMPv6 echo requests, each within ``wait`` seconds
+        (``zonectl.probe``, so the tests do not need iputils-ping installed)."""
+        return self._probe("ping", dst, count=count, wait=wait)
 
     def tcp_connect(self, dst: str, port: int, *, count: int = 1, wait: float = 1.0) -> bool:
         """True when a TCP handshake to [dst]:port completes (a listener must run there, see ``tcp_listen``)."""
-        return self._probe(TCP6, dst, count, wait, str(port))
+        return self._probe("connect", dst, str(port), count=count, wait=wait)
 
     def tcp_listen(self, port: int) -> subprocess.Popen:
-        """Start a TCP listener on [::]:port inside the pod that accepts and closes; the netns close ends it."""
-        proc = self.ns.popen([sys.executable, "-c", LISTEN6, str(port)], stdout=subprocess.PIPE, text=True)
+        """Start a TCP server on [::]:port inside the pod (it answers with the peer's address and closes);
+        the netns close ends it."""
+        proc = self.ns.popen(probe.command("serve", "--bind", "::", "--tcp", str(port)), stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         proc.stdout.readline()  # "ready"
         return proc
 
-    def _probe(self, script: str, dst: str, count: int, wait: float, *extra: str) -> bool:
-        proc = self.ns.run(
-            [sys.executable, "-c", script, dst, str(count), str(wait), *extra],
-            check=False,
-            timeout=count * wait + 15,
-        )
-        return proc.returncode == 0
+    def _probe(self, kind: str, *args: str, count: int, wait: float) -> bool:
+        cmd = probe.command(kind, *args, "--timeout", str(count * wait), "--tries", str(count))
+        return self.ns.run(cmd, check=False, timeout=count * wait + 15).returncode == 0
 
 
 def _alive(pid: int) -> bool:
@@ -292,6 +290,23 @@ class OvnSandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @classmethod
+    def attach(cls, state_dir: Path) -> "OvnSandbox":
+        """A handle on the sandbox another process started in ``state_dir`` and left running.
+
+        It knows the unix remotes and the chassis (namespace and name), not the tcp/ssl ports; ``stop()``
+        on it stops that sandbox. Raises SandboxError when no sandbox runs there.
+        """
+        sandbox = cls(state_dir=Path(state_dir))
+        if sandbox._live_pid("nb") is None:
+            raise SandboxError(f"{state_dir}: no running OVN sandbox here")
+        ns_file = sandbox.path("netns")
+        if ns_file.exists():
+            sandbox.chassis = True
+            sandbox.chassis_ns = nslib.Netns.adopt(ns_file.read_text().split()[0])
+            sandbox.chassis_name = sandbox.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip().strip('"')
+        return sandbox
+
     def start(self) -> "OvnSandbox":
         become_subreaper()
         if self.state_dir is None:
@@ -339,16 +354,14 @@ class OvnSandbox:
         """Clean a state dir left by a crashed run: kill its daemons (pid + binary checked), drop its netns."""
         assert self.state_dir is not None
         for daemon in reversed(_DAEMONS):
-            pid = self._pid(daemon)
-            if pid is not None and _BINARIES[daemon] in _cmdline(pid) and str(self.state_dir) in _cmdline(pid):
+            pid = self._live_pid(daemon)
+            if pid is not None:
                 kill_pid(pid)
         ns_file = self.path("netns")
         if ns_file.exists():
             for name in ns_file.read_text().split():
                 if name in nslib.list_netns():
-                    stale = nslib.Netns(name)
-                    stale._open = True
-                    stale.close()
+                    nslib.Netns.adopt(name).close()
         for child in self.state_dir.iterdir():
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child, ignore_errors=True)
@@ -360,6 +373,13 @@ class OvnSandbox:
             return int(self.path(f"{daemon}.pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
+
+    def _live_pid(self, daemon: str) -> int | None:
+        """The daemon's pid if it still runs that daemon's binary for this state dir (pids are reused)."""
+        pid = self._pid(daemon)
+        if pid is not None and _BINARIES[daemon] in _cmdline(pid) and str(self.state_dir) in _cmdline(pid):
+            return pid
+        return None
 
     def _daemon_args(self, daemon: str) -> list[str]:
         args = [
@@ -593,35 +613,45 @@ class OvnSandbox:
             f"{mac} {ip}",
         )
         pod_ns = nslib.Netns.create(prefix="zspod")
-        host_end = nslib.unique_name("zsv")
-        tmp_pod_end = nslib.unique_name("zsp")
         try:
-            nslib.veth(host_end, tmp_pod_end, self.chassis_ns, pod_ns)
-            pod_ns.run(["ip", "link", "set", tmp_pod_end, "down"])
-            pod_ns.run(["ip", "link", "set", tmp_pod_end, "name", "eth0"])
-            pod_ns.run(["ip", "link", "set", "eth0", "address", mac])
-            pod_ns.sysctl("net.ipv6.conf.all.accept_dad", "0")
-            pod_ns.sysctl("net.ipv6.conf.eth0.accept_dad", "0")
-            pod_ns.run(["ip", "link", "set", "eth0", "up"])
-            pod_ns.run(["ip", "-6", "addr", "add", f"{ip}/{prefix_len}", "dev", "eth0", "nodad"])
-            if gateway:
-                pod_ns.run(["ip", "-6", "route", "add", "default", "via", gateway, "dev", "eth0"])
-            self.vsctl(
-                "add-port", "br-int", host_end, "--", "set", "Interface", host_end, f"external_ids:iface-id={lport}"
-            )
+            host_end = self.plug(pod_ns, lport, mac, ip, prefix_len=prefix_len, gateway=gateway)
         except BaseException:
             pod_ns.close()
             raise
         pod = Pod(lport=lport, mac=mac, ip=ip, ns=pod_ns, ovs_port=host_end)
         self._pods.append(pod)
-        wait_until(
-            lambda: self.sbctl("--bare", "--columns=chassis", "find", "Port_Binding", f"logical_port={lport}").strip()
-            != "",
-            self.start_timeout,
-            f"port binding of {lport}",
-        )
+        self.wait_bound([lport])
         self.wait_hv()
         return pod
+
+    def plug(self, ns: nslib.Netns, lport: str, mac: str, ip: str, *, prefix_len: int = 64,
+             gateway: str | None = None, host_if: str | None = None) -> str:
+        """Give ``ns`` an eth0 (``mac``, ``ip``, default route via ``gateway``) whose veth peer, in the
+        chassis namespace, is a br-int port for logical port ``lport``; returns that port's name.
+
+        Both ends are created in place (see ``netns.veth``). Does not wait for OVN: see ``wait_bound``.
+        """
+        if self.chassis_ns is None:
+            raise SandboxError("plugging a pod needs a sandbox started with chassis=True")
+        host_if = host_if or nslib.unique_name("zsv")
+        # No duplicate address detection: OVN answers nothing, so addresses would stay tentative for a
+        # while. Set before eth0 exists, which inherits "default".
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")
+        nslib.veth(host_if, "eth0", self.chassis_ns, ns, mac_b=mac)
+        ns.run(["ip", "-6", "addr", "add", f"{ip}/{prefix_len}", "dev", "eth0", "nodad"])
+        if gateway:
+            ns.run(["ip", "-6", "route", "add", "default", "via", gateway, "dev", "eth0"])
+        self.vsctl("add-port", "br-int", host_if, "--", "set", "Interface", host_if, f"external_ids:iface-id={lport}")
+        return host_if
+
+    def wait_bound(self, lports: Sequence[str], timeout: float | None = None) -> None:
+        """Block until ovn-controller has bound every one of ``lports`` here (``Port_Binding.chassis`` set)."""
+        def bound() -> bool:
+            out = self.sbctl("--bare", "--columns=logical_port,chassis", "find", "Port_Binding", "chassis!=[]")
+            return set(lports) <= set(out.split())
+
+        wait_until(bound, timeout or self.start_timeout, f"port binding of {', '.join(lports)}")
 
     def remove_pod(self, pod: Pod) -> None:
         self.vsctl("--if-exists", "del-port", "br-int", pod.ovs_port)

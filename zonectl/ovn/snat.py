@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 from dataclasses import dataclass
 from ipaddress import IPv6Network
 from typing import Any, Literal, Mapping
@@ -21,6 +20,7 @@ from zonectl.core.layout import Layout
 from zonectl.core.zones import ZoneRegistry
 
 from .connection import NbClient, OvnError, brief
+from .watch import NbWatchLoop
 
 LOG = logging.getLogger(__name__)
 
@@ -123,56 +123,30 @@ def remove_nats(nb: NbClient, layout: Layout, zones: ZoneRegistry | None = None,
     return removed
 
 
-class SnatGuard:
-    """Keeps hiding SNAT rows removed: re-checks whenever the NAT table changes, and every ``interval`` s.
+class SnatGuard(NbWatchLoop):
+    """Keeps hiding SNAT rows removed: re-checks whenever the NB cache changes, and every ``interval`` s.
 
     OVN-K re-adds a per-pod SNAT row for every new pod; the guard deletes it within one IDL update.
     ``removed`` keeps every removal (also logged) for status and tests.
     """
 
+    thread_name = "zonectl-snat-guard"
+
     def __init__(self, nb: NbClient, layout: Layout, zones: ZoneRegistry | None = None, *,
                  interval: float = 30.0, gateway_prefix: str = "GR_") -> None:
-        self.nb = nb
+        super().__init__(nb, interval=interval)
         self.layout = layout
         self.zones = zones
-        self.interval = interval
         self.gateway_prefix = gateway_prefix
         self.removed: list[SnatFinding] = []
         self.errors: list[str] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> "SnatGuard":
-        self._thread = threading.Thread(target=self._run, name="zonectl-snat-guard", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.nb.settings.timeout + 5)
-
-    def __enter__(self) -> "SnatGuard":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with self.nb.lock:
-                    pending = find_hiding_nats(self.nb.api.tables, self.layout, self.zones, self.gateway_prefix)
-                if pending:
-                    self.removed.extend(remove_nats(self.nb, self.layout, self.zones, self.gateway_prefix))
-            except Exception as exc:  # keep guarding; the error is logged and kept for status
-                LOG.error("SNAT guard: %s", exc)
-                self.errors.append(str(exc))
-            # Wait for the next change of the NB cache (any table) or the periodic tick.
-            seqno = self.nb.idl.change_seqno
-            waited = 0.0
-            while not self._stop.is_set() and self.nb.idl.change_seqno == seqno and waited < self.interval:
-                self._wake.wait(0.05)  # polling change_seqno is cheap and needs no hook in the IDL thread
-                waited += 0.05
+    def run_once(self) -> None:
+        try:
+            with self.nb.lock:
+                pending = find_hiding_nats(self.nb.api.tables, self.layout, self.zones, self.gateway_prefix)
+            if pending:
+                self.removed.extend(remove_nats(self.nb, self.layout, self.zones, self.gateway_prefix))
+        except Exception as exc:  # keep guarding; the error is logged and kept for status
+            LOG.error("SNAT guard: %s", exc)
+            self.errors.append(str(exc))

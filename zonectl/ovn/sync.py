@@ -39,6 +39,9 @@ LOG = logging.getLogger(__name__)
 
 SyncMode = Literal["off", "log", "repair"]
 SYNC_MODES: tuple[str, ...] = ("off", "log", "repair")
+# ovn.mode: who writes NB. central: the controller syncs the one NB (ovn.nb); interconnect: OVN-K runs one NB
+# per node, the controller only publishes the rules and every node's agent (zonectl ovn run --inputs) syncs.
+TOPOLOGIES: tuple[str, ...] = ("central", "interconnect")
 # Columns zonectl sets on its rows; anything else someone sets on them is drift, reset to these defaults.
 DRIFT_DEFAULTS: dict[str, Any] = {"log": False, "severity": None, "meter": None, "label": 0, "options": {}}
 
@@ -54,11 +57,11 @@ class SyncSettings:
     def build(cls, section: Mapping[str, Any], cluster, has_tier: bool) -> "SyncSettings":
         """From the config's ``ovn`` section; ``has_tier`` from the connected server's schema."""
         known = {"nb", "timeout", "ssl", "controller", "tier", "allowAction", "denyAction", "priorityMin",
-                 "priorityMax", "switches", "nodePortPrefix", "snat", "drift", "resyncSeconds"}
+                 "priorityMax", "switches", "nodePortPrefix", "snat", "drift", "resyncSeconds", "mode"}
         unknown = set(section) - known
         if unknown:
             raise ValidationError(f"unknown field(s) {', '.join(sorted(unknown))}", source="config: ovn")
-        for key, allowed in (("drift", SYNC_MODES), ("snat", ("report", "remove"))):
+        for key, allowed in (("drift", SYNC_MODES), ("snat", ("report", "remove")), ("mode", TOPOLOGIES)):
             if key in section and section[key] not in allowed:
                 raise ValidationError(f"ovn.{key} {section[key]!r} is not one of {', '.join(allowed)}",
                                       source="config")

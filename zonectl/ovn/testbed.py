@@ -1,72 +1,25 @@
 """An OVN-Kubernetes-shaped Northbound, built with ovn-nbctl, for the OVN tests and the benchmark.
 
-It reproduces what matters to zonectl, with OVN-K's names and keys: ``ovn_cluster_router``, one node
-switch per node (``other_config:ipv6_prefix``, router port ``stor-<node>``, management port
-``k8s-<node>``), ``join`` and ``GR_<node>`` gateway routers with SNAT rows, pod ports with port
-security, and OVN-K's own policy rows (port groups, address sets, ACLs with ``k8s.ovn.org`` keys, and
-a legacy ACL without owner) that zonectl must leave exactly as they are. Commands go in batches (one
-ovn-nbctl process, one transaction per batch) so 10,000 pods build in seconds.
+It reproduces what matters to zonectl, with OVN-K's names and keys: the skeleton of ``ovnk`` (the
+cluster router, one node switch per node, ``join``) plus a management port ``k8s-<node>`` per node,
+``GR_<node>`` gateway routers with SNAT rows, pod ports with port security, and OVN-K's own policy rows
+(port groups, address sets, ACLs with ``k8s.ovn.org`` keys, and a legacy ACL without owner) that zonectl
+must leave exactly as they are. Commands go in batches (one ovn-nbctl process, one transaction per batch)
+so 10,000 pods build in seconds.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address, IPv6Network
-from typing import Callable, Iterable, Sequence
+from ipaddress import IPv6Address
+from typing import Iterable
 
 from zonectl.core.layout import Layout
 
-NbCtl = Callable[..., str]
+from .ovnk import JOIN_SWITCH, MAC_GR_JOIN, NbCtl, Node, batch, mac, nodes, q, router_link, skeleton
+
 OVNK_CONTROLLER = "default-network-controller"
-
-
-def q(text: str) -> str:
-    """An OVSDB string literal for ovn-nbctl's generic commands (match strings contain quotes)."""
-    return json.dumps(text)
-
-
-def batch(nbctl: NbCtl, commands: Iterable[Sequence[str]], size: int = 400) -> None:
-    """Run many ovn-nbctl commands, ``size`` per process/transaction."""
-    chunk: list[str] = []
-    n = 0
-    for cmd in commands:
-        if chunk:
-            chunk.append("--")
-        chunk.extend(cmd)
-        n += 1
-        if n >= size:
-            nbctl(*chunk)
-            chunk, n = [], 0
-    if chunk:
-        nbctl(*chunk)
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    index: int
-    subnet: IPv6Network
-
-    @property
-    def switch(self) -> str:
-        return self.name
-
-    @property
-    def router_port(self) -> str:
-        return f"stor-{self.name}"
-
-    @property
-    def router_mac(self) -> str:
-        return f"0a:58:00:00:{self.index >> 8:02x}:{self.index & 0xff:02x}"
-
-    @property
-    def gateway(self) -> IPv6Address:
-        return self.subnet.network_address + 1
-
-    @property
-    def mgmt_ip(self) -> IPv6Address:
-        return self.subnet.network_address + 2
 
 
 @dataclass(frozen=True)
@@ -93,42 +46,23 @@ class Cluster:
     pods: list[Pod] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        base = int(self.layout.cluster.network_address)
-        shift = 128 - self.layout.node_prefix_len
-        self.nodes = [
-            Node(f"node{i}", i, IPv6Network((base | (i << shift), self.layout.node_prefix_len)))
-            for i in range(1, self.node_count + 1)
-        ]
+        self.nodes = list(nodes(self.layout, self.node_count))
 
     # ----- topology ------------------------------------------------------------------------------
 
     def build(self, *, gateways: bool = True, cluster_snat: bool = False) -> "Cluster":
-        cmds: list[list[str]] = [["lr-add", "ovn_cluster_router"]]
-        if gateways:
-            cmds.append(["ls-add", "join"])
-            cmds.append(["lrp-add", "ovn_cluster_router", "rtoj-ovn_cluster_router", "0a:58:64:40:00:01", "fd98::1/64"])
-            cmds.append(["lsp-add", "join", "jtor-ovn_cluster_router", "--", "lsp-set-type", "jtor-ovn_cluster_router",
-                         "router", "--", "lsp-set-addresses", "jtor-ovn_cluster_router", "router", "--",
-                         "lsp-set-options", "jtor-ovn_cluster_router", "router-port=rtoj-ovn_cluster_router"])
+        cmds = skeleton(self.nodes, join=gateways)
         for node in self.nodes:
             sw = node.switch
-            cmds.append(["ls-add", sw, "--", "set", "Logical_Switch", sw,
-                         f"other_config:ipv6_prefix={node.subnet.network_address}",
-                         "external_ids:network=default"])
-            cmds.append(["lrp-add", "ovn_cluster_router", f"rtos-{sw}", node.router_mac, f"{node.gateway}/{node.subnet.prefixlen}"])
-            cmds.append(["lsp-add", sw, node.router_port, "--", "lsp-set-type", node.router_port, "router", "--",
-                         "lsp-set-addresses", node.router_port, "router", "--", "lsp-set-options", node.router_port,
-                         f"router-port=rtos-{sw}"])
-            mgmt = f"k8s-{node.name}"
-            cmds.append(["lsp-add", sw, mgmt, "--", "lsp-set-addresses", mgmt, f"0a:58:0a:00:{node.index:02x}:02 {node.mgmt_ip}"])
+            cmds.append(["set", "Logical_Switch", sw, "external_ids:network=default"])
+            cmds.append(["lsp-add", sw, node.mgmt_port, "--", "lsp-set-addresses", node.mgmt_port,
+                         f"{node.mgmt_mac} {node.mgmt_ip}"])
             if gateways:
                 gr = f"GR_{node.name}"
                 cmds.append(["lr-add", gr, "--", "set", "Logical_Router", gr, f"options:chassis=chassis-{node.name}",
                              f"external_ids:physical_ip=2001:db8:ff::{node.index:x}"])
-                cmds.append(["lrp-add", gr, f"rtoj-{gr}", f"0a:58:64:40:01:{node.index:02x}", f"fd98::{node.index + 1:x}/64"])
-                cmds.append(["lsp-add", "join", f"jtor-{gr}", "--", "lsp-set-type", f"jtor-{gr}", "router", "--",
-                             "lsp-set-addresses", f"jtor-{gr}", "router", "--", "lsp-set-options", f"jtor-{gr}",
-                             f"router-port=rtoj-{gr}"])
+                cmds.append(["lrp-add", gr, f"rtoj-{gr}", mac(MAC_GR_JOIN, node.index), f"fd98::{node.index + 1:x}/64"])
+                cmds.append(router_link(JOIN_SWITCH, f"jtor-{gr}", f"rtoj-{gr}"))
                 if cluster_snat:
                     cmds.append(["lr-nat-add", gr, "snat", f"2001:db8:ff::{node.index:x}", str(self.layout.cluster)])
         batch(self.nbctl, cmds)
@@ -139,10 +73,10 @@ class Cluster:
     def pod(self, node: int | Node, zone_id: int, offset: int, name: str | None = None) -> Pod:
         n = node if isinstance(node, Node) else self.nodes[node - 1]
         ip = self.layout.encode(n.subnet, zone_id, offset)
-        mac = f"0a:{n.index >> 8:02x}:{n.index & 0xff:02x}:{(offset >> 16) & 0xff:02x}:{(offset >> 8) & 0xff:02x}:{offset & 0xff:02x}"
+        hw = f"0a:{n.index >> 8:02x}:{n.index & 0xff:02x}:{(offset >> 16) & 0xff:02x}:{(offset >> 8) & 0xff:02x}:{offset & 0xff:02x}"
         if zone_id:
-            mac = f"0a:{zone_id >> 8:02x}:{n.index & 0xff:02x}:{(offset >> 16) & 0xff:02x}:{(offset >> 8) & 0xff:02x}:{offset & 0xff:02x}"
-        return Pod(name or f"pod-{n.name}-{zone_id:x}-{offset}", n, zone_id, ip, mac)
+            hw = f"0a:{zone_id >> 8:02x}:{n.index & 0xff:02x}:{(offset >> 16) & 0xff:02x}:{(offset >> 8) & 0xff:02x}:{offset & 0xff:02x}"
+        return Pod(name or f"pod-{n.name}-{zone_id:x}-{offset}", n, zone_id, ip, hw)
 
     def add_pods(self, pods: Iterable[Pod], *, per_pod_snat: bool = False, batch_size: int = 400) -> list[Pod]:
         """Logical switch ports with addresses and port security (as OVN-K sets them); optional per-pod SNAT."""
@@ -176,7 +110,6 @@ class Cluster:
                     f'external_ids:k8s.ovn.org/name={q(name)}', f"external_ids:k8s.ovn.org/id={q(primary)}"]
 
         cmds: list[list[str]] = []
-        port_list = "[" + ",".join(q(p) for p in ports) + "]"
         cmds.append(["--id=@mc", "create", "ACL", "direction=to-lport", "priority=1011", "action=drop",
                      f"match={q('(ip4.mcast || mldv1 || mldv2 || (ip6.dst[120..127] == 0xff && ip6.dst[116] == 1))')}",
                      *ids("MulticastCluster", "DefaultDeny", ":Ingress"), "--",
