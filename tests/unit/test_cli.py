@@ -199,7 +199,9 @@ def test_broken_yaml_is_one_message(capsys, tmp_path: Path) -> None:
 
 
 # --- help, version, plugins -------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [[], ["explain"], ["compile"], ["export"], ["render"], ["render", "coredns"]])
+@pytest.mark.parametrize("argv", [[], ["explain"], ["compile"], ["export"], ["render"], ["render", "coredns"],
+                                  ["run"], ["run", "gateway"], ["lab", "up"], ["lab", "test"], ["doctor"],
+                                  ["gateway"], ["ovn", "sync"]])
 def test_help_texts_have_examples(capsys, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main([*argv, "--help"])

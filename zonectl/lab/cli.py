@@ -65,22 +65,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS, help="as above")
 
-    p = sub.add_parser("up", parents=[common], help="bring the lab up (cleans up a previous run of the same state dir first)")
+    p = sub.add_parser("up", parents=[common], help="bring the lab up (cleans up a previous run of the same state dir first)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Start OVN (NB, SB, northd, a chassis with the userspace datapath), lay out node\n"
+                       "switches and ovn_cluster_router as OVN-Kubernetes does, add pods (namespaces with zone-encoded\n"
+                       "addresses, two per zone plus a no-zone pod), the Tayga NAT64 gateway and an IPv4 'internet',\n"
+                       "then compile the policies and apply them (OVN sync + gateway apply). Needs root. Bad input\n"
+                       "is refused (exit 2) before anything is made; a previous or crashed run is removed first.",
+                       epilog="examples:\n  zonectl lab up\n  zonectl lab up --nodes 3 --policies my-policies.yaml")
     p.add_argument("--config", help="zonectl config (default: examples/config.yaml)")
     p.add_argument("--zones", help="SecurityZone objects (default: examples/zones.yaml)")
     p.add_argument("--policies", help="SecurityZonePolicy objects (default: examples/policies.yaml)")
     p.add_argument("--nodes", type=int, default=2, help="number of nodes (logical switches), 2-8 (default 2)")
     p.set_defaults(func=_cmd_up)
 
-    p = sub.add_parser("test", parents=[common], help="probe every zone pair and the IPv4 internet; exit 1 on any mismatch or drift")
+    p = sub.add_parser("test", parents=[common], help="probe every zone pair and the IPv4 internet; exit 1 on any mismatch or drift",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Send real TCP, UDP and ICMPv6 from every zone to every zone and to the IPv4\n"
+                       "servers through the NAT64 prefix; print the matrix (observed vs what the compiled rules\n"
+                       "predict), drift between OVN/gateway and the policies, the firewall export and the per-zone\n"
+                       "gateway counters; write matrix.html/.svg to the state dir. Exit 1 on any disagreement.",
+                       epilog="examples:\n  zonectl lab test\n  zonectl lab test --repair --export-format json")
     p.add_argument("--repair", action="store_true", help="if drift is found, sync and test again")
     p.add_argument("--export-format", default="csv", help="firewall export format printed (default csv)")
     p.set_defaults(func=_cmd_test)
 
-    p = sub.add_parser("sync", parents=[common], help="re-apply the policies (OVN sync + gateway apply): repairs drift")
+    p = sub.add_parser("sync", parents=[common], help="re-apply the policies (OVN sync + gateway apply): repairs drift",
+                       description="Re-apply the lab's policies through the same code as `up`: an OVN sync (creates\n"
+                       "what is missing, deletes what is not wanted) and a gateway apply; restarts a dead gateway.")
     p.set_defaults(func=_cmd_sync)
 
-    p = sub.add_parser("down", parents=[common], help="remove every namespace, process and file the lab made")
+    p = sub.add_parser("down", parents=[common], help="remove every namespace, process and file the lab made",
+                       description="Stop every process the lab started (by pid, after checking the pid still runs the\n"
+                       "recorded program), delete its namespaces and links, and remove the state dir.")
     p.set_defaults(func=_cmd_down)
     return lab
 
