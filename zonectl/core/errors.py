@@ -32,6 +32,12 @@ class ValidationError(ZonectlError):
         head = f"{source}: " if source else ""
         super().__init__(head + "; ".join(str(p) for p in self.problems))
 
+    def attributed(self) -> tuple[Problem, ...]:
+        """The problems with this error's source folded into each path, for merging into a larger report."""
+        if not self.source:
+            return self.problems
+        return tuple(Problem(f"{self.source}: {p.path}" if p.path else self.source, p.reason) for p in self.problems)
+
     def prefixed(self, source: str) -> "ValidationError":
         """The same problems, attributed to an object (e.g. ``SecurityZonePolicy web/allow-https``)."""
         return ValidationError(self.problems, source=source)

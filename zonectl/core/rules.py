@@ -189,7 +189,7 @@ def compile_policies(policies: Iterable[Policy], registry: ZoneRegistry, nat64: 
         try:
             rules.extend(compile_policy(policy, registry, nat64))
         except ValidationError as exc:
-            problems.extend(Problem(f"{exc.source}: {p.path}" if p.path else exc.source, p.reason) for p in exc.problems)
+            problems.extend(exc.attributed())
     if problems:
         raise ValidationError(problems, source="policies")
     unique = {r.id: r for r in rules}
@@ -204,7 +204,7 @@ def compile_objects(bodies: Iterable[dict], registry: ZoneRegistry, nat64: Nat64
         try:
             policies.append(parse_policy(body, registry))
         except ValidationError as exc:
-            problems.extend(Problem(f"{exc.source}: {p.path}" if p.path else exc.source, p.reason) for p in exc.problems)
+            problems.extend(exc.attributed())
     if problems:
         raise ValidationError(problems, source="policies")
     return compile_policies(policies, registry, nat64)

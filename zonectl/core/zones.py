@@ -196,7 +196,7 @@ class ZoneRegistry:
             try:
                 zones.append(parse_zone(obj, layout))
             except ValidationError as exc:
-                problems.extend(Problem(f"{exc.source}: {p.path}" if p.path else exc.source, p.reason) for p in exc.problems)
+                problems.extend(exc.attributed())
         if problems:
             raise ValidationError(problems, source="zones")
         return cls(layout, tuple(zones))
