@@ -194,6 +194,25 @@ def bind_local_ports(sb: OvnSandbox, pods: list[Pod]) -> None:
                  f"external_ids:iface-id={pod.lport}")
 
 
+def settled_flows(sb: OvnSandbox, quiet: float = 2.0, timeout: float = 600.0) -> int:
+    """The OpenFlow count once it has stopped moving for ``quiet`` seconds.
+
+    ``--wait=hv`` can return before ovn-controller has installed the flows of datapaths it only just
+    learned about (the SB monitor condition catches up asynchronously); on a loaded machine a count
+    taken then misses thousands of pod flows and pollutes the marginal figure.
+    """
+    deadline = time.monotonic() + timeout
+    last, since = sb.flow_count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = sb.flow_count()
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return count
+    raise RuntimeError(f"OpenFlow count still moving after {timeout:.0f}s (last {last})")
+
+
 def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, config, zones, rules,
             log=print) -> Result:
     res = Result(approach, n_pods)
@@ -211,7 +230,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
         bind_local_ports(sb, pods)
         sb.wait_hv(900)
         log(f"    [{approach} {n_pods}] {len(pods)} pods built and bound in {time.monotonic() - t:.1f}s")
-        base_rows, base_lflows, base_flows = policy_rows(sb), sb.lflow_count(), sb.flow_count()
+        base_rows, base_lflows, base_flows = policy_rows(sb), sb.lflow_count(), settled_flows(sb)
 
         nb = connect(sb.nb_remote, timeout=60) if approach == "zonectl" else None
         try:
@@ -230,7 +249,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
             rows = policy_rows(sb)
             res.nb_rows = {k: rows[k] - base_rows[k] for k in rows}
             res.lflows = sb.lflow_count() - base_lflows
-            res.flows = sb.flow_count() - base_flows
+            res.flows = settled_flows(sb) - base_flows
 
             # 100 pod creations: what does the policy layer write?
             before = len(txn_log(sb))
@@ -245,7 +264,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
             records = txn_log(sb)[before:]
             res.event_txns = len(records)
             res.event_policy_rows = sum(1 for rec in records for t in rec if t in POLICY_TABLES)
-            res.flows_after_events = sb.flow_count() - base_flows
+            res.flows_after_events = settled_flows(sb) - base_flows
 
             # single pod events, each waited for on the chassis (median)
             times = []
@@ -261,7 +280,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
             res.single_event_ms = statistics.median(times) * 1000 if times else 0.0
 
             # one more zone -> zone rule (dmz may reach db:5432): its marginal cost
-            flows0, lflows0 = sb.flow_count(), sb.lflow_count()
+            flows0, lflows0 = settled_flows(sb), sb.lflow_count()
             extra = extra_rule(zones)
             t0 = time.monotonic()
             if nb:
@@ -271,7 +290,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
                 sb.nbctl("--id=@x", "create", "ACL", *args_, "--", "add", "Port_Group", pg, "acls", "@x")
             sb.wait_hv(900)
             res.rule_hv_s = time.monotonic() - t0
-            res.rule_flows = sb.flow_count() - flows0
+            res.rule_flows = settled_flows(sb) - flows0
             res.rule_lflows = sb.lflow_count() - lflows0
         finally:
             if nb is not None:

@@ -3,8 +3,6 @@ two chassis sandboxes side by side, and a state dir left by a crashed run cleane
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest

@@ -174,7 +174,7 @@ def test_drift_is_logged_then_repaired(lab) -> None:
         nbctl("remove", "Logical_Switch", sw, "acls", victim)  # deleted behind our back
     nbctl("set", "ACL", edited, "action=drop", "log=true")  # edited behind our back
     dup = nbctl("--id=@d", "create", "ACL", "direction=to-lport", "priority=1500", "action=allow", 'match="ip6"',
-                f"external_ids:k8s.ovn.org/owner-controller=zonectl", "external_ids:zonectl.io/role=rule",
+                "external_ids:k8s.ovn.org/owner-controller=zonectl", "external_ids:zonectl.io/role=rule",
                 f"external_ids:zonectl.io/rule={other.id}", "--", "add", "Logical_Switch", "node1", "acls", "@d")
     assert dup
     time.sleep(0.2)
