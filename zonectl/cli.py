@@ -68,17 +68,11 @@ def _config_path(arg: str | None) -> Path:
 
 def load_config(arg: str | None) -> "Config":
     """The validated config from --config, $ZONECTL_CONFIG or ./zonectl.yaml (read at call time)."""
-    import yaml
-
     from .core.config import parse_config
+    from .files import read_mapping
 
     path = _config_path(arg)
-    try:
-        body = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise CliError(f"config {path}: {exc}") from None
-    if body is not None and not isinstance(body, dict):
-        raise CliError(f"config {path}: not a mapping")
+    body = read_mapping(path)
     try:
         return parse_config(body)
     except ValidationError as exc:

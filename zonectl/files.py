@@ -12,6 +12,18 @@ import yaml
 from .core.errors import ValidationError
 
 
+def read_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """One YAML mapping from a file (an empty file is an empty mapping); errors name the file."""
+    p = Path(path)
+    try:
+        body = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationError(f"cannot read {what} {p}: {exc}") from None
+    if body is not None and not isinstance(body, dict):
+        raise ValidationError(f"{what} {p} is not a mapping")
+    return body or {}
+
+
 def load_documents(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """Every object in the files (or directories of *.yaml) given; `kind: List` is flattened."""
     docs: list[dict[str, Any]] = []

@@ -58,3 +58,20 @@ def test_broken_yaml_names_the_file(tmp_path: Path) -> None:
         load_documents([f])
     with pytest.raises(ValidationError, match="missing.yaml"):
         load_documents([tmp_path / "missing.yaml"])
+
+
+def test_read_mapping(tmp_path: Path) -> None:
+    from zonectl.files import read_mapping
+
+    good = tmp_path / "c.yaml"
+    good.write_text("layout: {cluster: fd00:10:244::/48}\n")
+    assert read_mapping(good) == {"layout": {"cluster": "fd00:10:244::/48"}}
+    empty = tmp_path / "e.yaml"
+    empty.write_text("")
+    assert read_mapping(empty) == {}
+    listy = tmp_path / "l.yaml"
+    listy.write_text("- a\n")
+    with pytest.raises(ValidationError, match=r"config .*l.yaml is not a mapping"):
+        read_mapping(listy)
+    with pytest.raises(ValidationError, match=r"cannot read config .*missing.yaml"):
+        read_mapping(tmp_path / "missing.yaml")

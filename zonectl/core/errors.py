@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,18 @@ class Collector:
         for p in err.problems:
             path = f"{prefix}.{p.path}" if prefix and p.path else (prefix or p.path)
             self.problems.append(Problem(path, p.reason))
+
+    def section(self, body: Mapping[str, Any], key: str, path: str, allowed: Iterable[str]) -> Mapping[str, Any]:
+        """``body[key]`` as a mapping (empty if absent); a non-mapping or unknown keys are problems at ``path``."""
+        value = body.get(key) or {}
+        if not isinstance(value, Mapping):
+            self.add(path, "must be a mapping")
+            return {}
+        allowed = set(allowed)
+        unknown = set(value) - allowed
+        if unknown:
+            self.add(path, f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(allowed))})")
+        return value
 
     def raise_if_any(self, source: str = "") -> None:
         if self.problems:

@@ -113,17 +113,6 @@ def _parse(ctor, value: Any, path: str, errs: Collector, what: str):
         return None
 
 
-def _section(body: Mapping[str, Any], key: str, allowed: set[str], errs: Collector) -> Mapping[str, Any]:
-    sub = body.get(key) or {}
-    if not isinstance(sub, Mapping):
-        errs.add(f"gateway.{key}", "must be a mapping")
-        return {}
-    unknown = set(sub) - allowed
-    if unknown:
-        errs.add(f"gateway.{key}", f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(allowed))})")
-    return sub
-
-
 def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     """The gateway section as a GatewayConfig; a ValidationError lists every bad field with its path."""
     body = body or {}
@@ -140,7 +129,7 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     if isinstance(state_dir, str) and (not state_dir.startswith("/") or re.search(r"[\s#]", state_dir)):
         errs.add("gateway.stateDir", f"{state_dir!r} must be an absolute path without spaces or '#'")
 
-    t = _section(body, "tayga", {"binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"}, errs)
+    t = errs.section(body, "tayga", "gateway.tayga", {"binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"})
     version = None
     if t.get("version") not in (None, "auto"):
         version = _parse(TaygaVersion.parse, t["version"], "gateway.tayga.version", errs, "a Tayga version")
@@ -182,7 +171,7 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         if net:
             dests.append(net)
 
-    mk = _section(body, "marks", {"mask"}, errs)
+    mk = errs.section(body, "marks", "gateway.marks", {"mask"})
     mask = mk.get("mask", MarkSettings.mask)
     if isinstance(mask, str):
         mask = _parse(lambda s: int(s, 0), mask, "gateway.marks.mask", errs, "an integer") or 0
@@ -192,7 +181,7 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     elif (mask >> MarkSettings(mask).shift) & ((mask >> MarkSettings(mask).shift) + 1):
         errs.add("gateway.marks.mask", f"{mask:#x} must be one contiguous run of bits")
 
-    rt = _section(body, "routing", {"tableBase", "rulePriority"}, errs)
+    rt = errs.section(body, "routing", "gateway.routing", {"tableBase", "rulePriority"})
     routing = RoutingSettings(
         table_base=_get(rt, "tableBase", "gateway.routing", errs, int, 4200),
         rule_priority=_get(rt, "rulePriority", "gateway.routing", errs, int, 4200),
@@ -202,12 +191,12 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     if not 1 <= routing.rule_priority < 32766:
         errs.add("gateway.routing.rulePriority", f"{routing.rule_priority} must be from 1 to 32765 (before main)")
 
-    me = _section(body, "metrics", {"listen"}, errs)
+    me = errs.section(body, "metrics", "gateway.metrics", {"listen"})
     listen = me.get("listen", "[::]:9464")
     if listen is not None and (not isinstance(listen, str) or not re.fullmatch(r"(\[[0-9a-fA-F:.]*\]|[0-9.]*):\d{1,5}", listen)):
         errs.add("gateway.metrics.listen", f"{listen!r} must be HOST:PORT, e.g. [::]:9464, or null to disable")
 
-    rs = _section(body, "restart", {"initialDelay", "maxDelay"}, errs)
+    rs = errs.section(body, "restart", "gateway.restart", {"initialDelay", "maxDelay"})
     restart = RestartSettings(
         initial_delay=float(_get(rs, "initialDelay", "gateway.restart", errs, (int, float), 0.2)),
         max_delay=float(_get(rs, "maxDelay", "gateway.restart", errs, (int, float), 30.0)),

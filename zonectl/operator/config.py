@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
 
 from ..core.config import Config, parse_config
 from ..core.errors import Collector, Problem, ValidationError
@@ -90,17 +89,6 @@ def _port(body: Mapping[str, Any], key: str, path: str, errs: Collector, default
     return value
 
 
-def _section(body: Mapping[str, Any], key: str, errs: Collector, allowed: set[str]) -> Mapping[str, Any]:
-    value = body.get(key) or {}
-    if not isinstance(value, Mapping):
-        errs.add(f"operator.{key}", "must be a mapping")
-        return {}
-    unknown = set(value) - allowed
-    if unknown:
-        errs.add(f"operator.{key}", f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(allowed))})")
-    return value
-
-
 def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     """Validate the ``operator`` section; every problem is reported at once, with its path."""
     body = body or {}
@@ -131,7 +119,7 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     resync = _number(body, "resyncSeconds", "operator.resyncSeconds", errs, 300.0, 5, 86400)
     check = _number(body, "checkSeconds", "operator.checkSeconds", errs, 5.0, 0.1, 3600)
     status = _number(body, "statusSeconds", "operator.statusSeconds", errs, 15.0, 0.1, 3600)
-    peering = _section(body, "peering", errs, {"name", "priority"})
+    peering = errs.section(body, "peering", "operator.peering", {"name", "priority"})
     pname = peering.get("name", "zonectl")
     if not isinstance(pname, str) or not NAME_RE.match(pname):
         errs.add("operator.peering.name", f"{pname!r} is not a DNS label")
@@ -139,15 +127,15 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     if isinstance(pprio, bool) or not isinstance(pprio, int):
         errs.add("operator.peering.priority", f"{pprio!r} must be an integer")
         pprio = 0
-    metrics = _section(body, "metrics", errs, {"port"})
-    liveness = _section(body, "liveness", errs, {"port"})
-    wh = _section(body, "webhook", errs, {"addr", "port", "certFile", "keyFile", "insecure"})
+    metrics = errs.section(body, "metrics", "operator.metrics", {"port"})
+    liveness = errs.section(body, "liveness", "operator.liveness", {"port"})
+    wh = errs.section(body, "webhook", "operator.webhook", {"addr", "port", "certFile", "keyFile", "insecure"})
     for key in ("certFile", "keyFile"):
         if wh.get(key) is not None and not isinstance(wh.get(key), str):
             errs.add(f"operator.webhook.{key}", "must be a file path")
     if bool(wh.get("certFile")) != bool(wh.get("keyFile")):
         errs.add("operator.webhook", "certFile and keyFile go together")
-    gw = _section(body, "gateway", errs, {"configMap", "file"})
+    gw = errs.section(body, "gateway", "operator.gateway", {"configMap", "file"})
     metrics_port = _port(metrics, "port", "operator.metrics.port", errs, 9090)
     liveness_port = _port(liveness, "port", "operator.liveness.port", errs, 8080)
     webhook_port = _port(wh, "port", "operator.webhook.port", errs, 8443)
@@ -216,13 +204,10 @@ def parse_controller_config(body: Mapping[str, Any] | None) -> ControllerConfig:
 
 def load_controller_config(path: str | Path) -> ControllerConfig:
     """Read and validate the config file (the mounted ConfigMap); errors name the file and the field."""
+    from ..files import read_mapping
+
     p = Path(path)
-    try:
-        body = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValidationError(f"cannot read config {p}: {exc}") from None
-    if body is not None and not isinstance(body, Mapping):
-        raise ValidationError(f"config {p} is not a mapping")
+    body = read_mapping(p)
     try:
         return parse_controller_config(body)
     except ValidationError as exc:
