@@ -109,6 +109,10 @@ def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
     assert "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::" in out  # the firewall export
     assert "tayga shared: up" in out and "tayga web: up" in out
     assert (state_dir / "matrix.html").read_text().count("<svg") == 1
+    # the gateway was fed through the controller's published document, as the DaemonSet is
+    published = json.loads((state_dir / "gateway" / "gateway.json").read_text())
+    assert published["kind"] == "GatewayInputs" and {z["metadata"]["name"] for z in published["zones"]} == {"dmz", "web", "db"}
+    assert published["rules"] and all(r["direction"] == "egress" and r["nat64"] for r in published["rules"])
 
     _tamper(state)
     tampered = lab(state_dir, "test")

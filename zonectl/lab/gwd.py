@@ -4,7 +4,8 @@ Why a process of its own: the gateway supervises Tayga and serves metrics from t
 applied the plan (as its DaemonSet does), while ``lab up``/``sync``/``test`` are short-lived commands.
 So the lab starts this daemon in the gateway namespace and talks to it the Unix way:
 
-* start: load the lab's inputs, ``Gateway.apply_inputs`` (the operator's code path), serve /metrics;
+* start: load the lab's inputs, compile them, publish them as the controller does (the gateway inputs
+  document), load that document as the gateway DaemonSet does, ``Gateway.apply_inputs``, serve /metrics;
 * SIGHUP: load the inputs again and re-apply (the gateway repairs whatever differs: a flushed chain
   comes back), then write the outcome to ``<state>/gateway/apply.json`` with a sequence number;
 * SIGTERM: stop Tayga and exit (the namespace, with its rules, is deleted by ``lab down``).
@@ -29,12 +30,14 @@ from ..core.errors import ZonectlError
 from ..gateway.config import GatewayConfig, parse_gateway
 from ..gateway.gateway import Gateway
 from ..gateway.metrics import MetricsServer
+from ..operator import gatewayfeed
 from .inputs import Compiled, Inputs, compile_inputs
 from .state import LabState
 
 UPLINK = "uplink"
 METRICS_LISTEN = "127.0.0.1:9464"  # inside the gateway namespace: reachable only from there
 APPLY_FILE = "apply.json"
+PUBLISHED_FILE = "gateway.json"  # the controller's published inputs (ConfigMap zonectl-gateway-rules)
 
 log = logging.getLogger("zonectl.lab.gwd")
 
@@ -72,7 +75,13 @@ def serve(state_dir: Path) -> int:
         body: dict[str, Any] = {"seq": seq, "pid": os.getpid(), "time": time.time()}
         try:
             current = compile_inputs(inputs)
-            report = gw.apply_inputs(current.config.nat64, current.registry, current.ruleset)
+            # Through the controller's published document, as the gateway DaemonSet receives it: the
+            # controller's writer, the file the ConfigMap mounts, the gateway's one loader.
+            published_file = out / PUBLISHED_FILE
+            gatewayfeed.FilePublisher(published_file).publish(
+                gatewayfeed.render(gatewayfeed.document(current.ruleset, current.registry)))
+            published = gatewayfeed.read_document(published_file, current.config.layout)
+            report = gw.apply_inputs(current.config.nat64, published.registry, published.gateway)
             body.update(ok=True, changes=report.changes)
         except ZonectlError as exc:  # a refused apply keeps the previous state; say so, keep serving
             body.update(ok=False, error=str(exc), changes=[])
