@@ -5,6 +5,8 @@ Async code runs through ``run()`` (a fresh event loop per call) so no pytest plu
 
 from __future__ import annotations
 
+import copy
+
 import asyncio
 import base64
 import contextlib
@@ -63,6 +65,24 @@ def zone_bodies() -> list[dict[str, Any]]:
 
 def policy_bodies() -> list[dict[str, Any]]:
     return of_kind(load_documents([EXAMPLES / "policies.yaml"]), "SecurityZonePolicy")
+
+
+def stored(bodies: list[dict[str, Any]], uid_prefix: str) -> dict[str, dict[str, Any]]:
+    """Objects by name as the API server would hand them to a handler: generation 1 and a uid each."""
+    out = {}
+    for body in bodies:
+        body = copy.deepcopy(body)
+        body["metadata"].update(generation=1, uid=f"{uid_prefix}{body['metadata']['name']}")
+        out[body["metadata"]["name"]] = body
+    return out
+
+
+def policies() -> dict[str, dict[str, Any]]:
+    return stored(policy_bodies(), "uid-")
+
+
+def zones() -> dict[str, dict[str, Any]]:
+    return stored(zone_bodies(), "uid-zone-")
 
 
 def make_state(config: ControllerConfig) -> ZoneState:

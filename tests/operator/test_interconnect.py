@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from opkit import (acl_rows, call, condition, config_body, make_state, new_controller, policy_bodies, run,
+from opkit import (acl_rows, call, condition, config_body, make_state, new_controller, policies, run,
                    zone_bodies)
 from zonectl.core.errors import ValidationError
 from zonectl.operator import gatewayfeed
@@ -73,15 +73,6 @@ def ic(tmp_path: Path, ic_config) -> IC:
     ctl.reconciler = rec
     rec.metrics = ctl.metrics
     return IC(ctl, rec, pub, pub.inner.path, now)
-
-
-def policies() -> dict[str, dict]:
-    out = {}
-    for body in policy_bodies():
-        body = copy.deepcopy(body)
-        body["metadata"].update(generation=1, uid=f"uid-{body['metadata']['name']}")
-        out[body["metadata"]["name"]] = body
-    return out
 
 
 def create_all(ic: IC) -> dict[str, dict]:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from opkit import NAMESPACES, acl_rows, call, condition, make_state, new_controller, policy_acls, policy_bodies, run, zone_bodies
+from opkit import policies, zones, NAMESPACES, acl_rows, call, condition, make_state, new_controller, policy_acls, run
 from zonectl.operator import gatewayfeed
 from zonectl.operator.backend import OvnBackend
 from zonectl.operator.gatewayfeed import FilePublisher
@@ -63,24 +63,6 @@ def env(tmp_path: Path, op_config) -> Iterator[Env]:
             yield Env(sb, ctl, backend, gw, now)
         finally:
             backend.close()
-
-
-def policies() -> dict[str, dict]:
-    out = {}
-    for body in policy_bodies():
-        body = copy.deepcopy(body)
-        body["metadata"].update(generation=1, uid=f"uid-{body['metadata']['name']}")
-        out[body["metadata"]["name"]] = body
-    return out
-
-
-def zones() -> dict[str, dict]:
-    out = {}
-    for body in zone_bodies():
-        body = copy.deepcopy(body)
-        body["metadata"].update(generation=1, uid=f"uid-zone-{body['metadata']['name']}")
-        out[body["metadata"]["name"]] = body
-    return out
 
 
 def create_all(env: Env) -> dict[str, dict]:
