@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from zonectl import netns as nslib
-from zonectl.ovn.sandbox import OvnSandbox, SandboxError, _alive
+from zonectl.ovn.sandbox import OvnSandbox, SandboxError
+from zonectl.procs import alive as _alive
 
 DMZ_MASK = "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::"
 A_MAC, A_IP = "0a:00:00:00:00:01", "fd00:10:244:1:2000::5"

@@ -9,7 +9,6 @@ the program that was recorded (pids are reused), and deletes only names on the l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 
 from ..core.errors import ZonectlError
 from ..netns import kill_netns_pids, list_netns, run
+from ..procs import alive, cmdline, kill_pid
 
 STATE_FILE = "lab.json"
 LEDGER_VERSION = 1
@@ -103,36 +103,11 @@ class LabState:
         self.save()
 
 
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def stop_process(rec: ProcessRecord, timeout: float = 5.0) -> bool:
     """SIGTERM then SIGKILL ``rec.pid`` if it still runs ``rec.program``; True if it was ours and ran."""
     if not alive(rec.pid) or rec.program not in cmdline(rec.pid):
         return False
-    for sig in (15, 9):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(rec.pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(rec.pid):
-                with contextlib.suppress(ChildProcessError, OSError):
-                    os.waitpid(rec.pid, os.WNOHANG)
-                return True
-            time.sleep(0.02)
-    return True
+    return kill_pid(rec.pid, timeout=timeout)
 
 
 def teardown(state: LabState) -> list[str]:

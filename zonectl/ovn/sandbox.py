@@ -28,7 +28,6 @@ of sandboxes with a chassis run side by side (tested in tests/ovn/test_sandbox.p
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import secrets
@@ -36,13 +35,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from zonectl import netns as nslib
 from zonectl import probe
+from zonectl.procs import alive as _alive
+from zonectl.procs import become_subreaper, kill_pid, reap, wait_until
+from zonectl.procs import cmdline as _cmdline
 
 NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")
 SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
@@ -99,68 +100,6 @@ class Pod:
         return self.ns.run(cmd, check=False, timeout=count * wait + 15).returncode == 0
 
 
-def _alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (detached daemons may be reparented to a non-reaping init)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def become_subreaper() -> None:
-    """Adopt orphaned descendants (PR_SET_CHILD_SUBREAPER), so the ``--detach``ed daemons we kill get reaped.
-
-    Without it they are reparented to this machine's init, which does not reap: zombies pile up.
-    """
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-def _reap(pid: int, timeout: float = 5.0) -> None:
-    """Collect a dead child's exit status. A multi-threaded leader shows as a zombie before its last
-    thread is gone, and waitpid() only succeeds after that, so poll for a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return  # not our child (or already reaped)
-        if done == pid or time.monotonic() >= deadline:
-            return
-        time.sleep(0.01)
-
-
-def kill_pid(pid: int, *, timeout: float = 5.0) -> None:
-    """SIGTERM, wait, then SIGKILL one process by its pid (and reap it if it is our child)."""
-    if not _alive(pid):
-        _reap(pid, timeout=0)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            _reap(pid)
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    _reap(pid)
-
-
 def _accepts(port: int) -> bool:
     import socket
 
@@ -185,16 +124,6 @@ def _speaks_tls(port: int) -> bool:
         return True
     except (OSError, ssl_mod.SSLError):
         return False
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return
-        if time.monotonic() >= deadline:
-            raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -523,7 +452,7 @@ class OvnSandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             wait_until(lambda: not _alive(pid), 5, "nb to die")
-            _reap(pid)
+            reap(pid)
         self.path("nb.pid").unlink(missing_ok=True)
         self.path("nb.sock").unlink(missing_ok=True)
 
