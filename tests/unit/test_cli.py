@@ -26,11 +26,14 @@ kind: SecurityZonePolicy
 metadata: {name: broken, namespace: team}
 spec:
   zones: [dmz]
+  priority: 500
   ingress:
     - name: web
       action: Allow
+      from: [{any: true}]
       ports:
         - {protocol: TCP, port: 70000}
+  egress: []
 """
 
 

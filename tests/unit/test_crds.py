@@ -229,19 +229,34 @@ def zone(**spec) -> dict:
     return {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZone", "metadata": {"name": "dmz"}, "spec": base}
 
 
+ANY = [{"any": True}]  # any peer
+ALL = [{"protocol": "Any"}]  # all traffic
+
+
 def policy(**spec) -> dict:
-    base: dict[str, Any] = {"zones": ["dmz"], "ingress": [{"name": "r", "action": "Allow"}]}
+    base: dict[str, Any] = {"zones": ["dmz"], "priority": 500,
+                            "ingress": [{"name": "r", "action": "Allow", "from": ANY, "ports": ALL}], "egress": []}
     base.update(spec)
     return {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
             "metadata": {"name": "p", "namespace": "default"}, "spec": base}
 
 
 def ingress(**rule) -> dict:
-    return policy(ingress=[{"name": "r", "action": "Allow", **rule}])
+    return policy(ingress=[{"name": "r", "action": "Allow", "from": ANY, "ports": ALL, **rule}])
 
 
 def egress(**rule) -> dict:
-    return policy(ingress=[], egress=[{"name": "r", "action": "Allow", **rule}])
+    return policy(ingress=[], egress=[{"name": "r", "action": "Allow", "to": ANY, "ports": ALL, **rule}])
+
+
+def without(obj: dict, *path: Any) -> dict:
+    """A copy of ``obj`` without the key at ``path`` (what the API server leaves of a mistyped key)."""
+    obj = copy.deepcopy(obj)
+    node = obj
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return obj
 
 
 def renamed(obj: dict, name: str) -> dict:
@@ -279,13 +294,14 @@ BROKEN = [
     ("policy that does nothing", policy(ingress=[]), "spec: has no ingress or egress rules and no defaultAction; it would do nothing"),
     ("rule without action", policy(ingress=[{"name": "r"}]), "spec.ingress[0]: 'action' is a required property"),
     ("action case", ingress(action="allow"), "spec.ingress[0].action: 'allow' is not one of ['Allow', 'Deny']"),
-    ("rule name twice", policy(ingress=[{"name": "a", "action": "Allow"}, {"name": "a", "action": "Deny"}]),
+    ("rule name twice", policy(ingress=[{"name": "a", "action": "Allow", "from": ANY, "ports": ALL},
+                                        {"name": "a", "action": "Deny", "from": ANY, "ports": ALL}]),
      "spec.ingress: rule names must be unique"),
     ("from in an egress rule", egress(**{"from": [{"zone": "web"}]}), "spec.egress[0]: Additional properties are not allowed ('from' was unexpected)"),
     ("empty peer list", ingress(**{"from": []}), "spec.ingress[0].from: [] should be non-empty"),
     ("peer with two kinds", ingress(**{"from": [{"zone": "web", "cidr": "2001:db8::/32"}]}),
-     "spec.ingress[0].from[0]: a peer needs exactly one of zone, cidr, nat64"),
-    ("empty peer", ingress(**{"from": [{}]}), "spec.ingress[0].from[0]: a peer needs exactly one of zone, cidr, nat64"),
+     "spec.ingress[0].from[0]: a peer needs exactly one of zone, cidr, nat64, any"),
+    ("empty peer", ingress(**{"from": [{}]}), "spec.ingress[0].from[0]: a peer needs exactly one of zone, cidr, nat64, any"),
     ("scope on a cidr", ingress(**{"from": [{"cidr": "2001:db8::/32", "scope": "Cluster"}]}),
      "spec.ingress[0].from[0]: scope only applies to zone peers"),
     ("scope case", ingress(**{"from": [{"zone": "web", "scope": "datacenter"}]}), "spec.ingress[0].from[0].scope: 'datacenter' is not one of"),
@@ -302,6 +318,62 @@ BROKEN = [
     ("endPort without port", ingress(ports=[{"protocol": "TCP", "endPort": 90}]), "spec.ingress[0].ports[0]: endPort needs port"),
     ("endPort below port", ingress(ports=[{"protocol": "TCP", "port": 90, "endPort": 80}]), "spec.ingress[0].ports[0]: endPort must not be lower than port"),
     ("ports without protocol", ingress(ports=[{"port": 80}]), "spec.ingress[0].ports[0]: 'protocol' is a required property"),
+    # Class 3: nothing absent or empty means "everything" (a pruned typo arrives as an absent key).
+    ("nat64 {} (a pruned `cidr:` typo)", egress(to=[{"nat64": {}}]),
+     "spec.egress[0].to[0].nat64: nat64 needs exactly one of cidrs (a non-empty list) or any: true"),
+    ("nat64 empty cidrs", egress(to=[{"nat64": {"cidrs": []}}]), "spec.egress[0].to[0].nat64.cidrs: [] should be non-empty"),
+    ("nat64 cidr typo", egress(to=[{"nat64": {"cidr": ["192.0.2.0/24"]}}]),
+     "spec.egress[0].to[0].nat64: Additional properties are not allowed ('cidr' was unexpected)"),
+    ("nat64 any false", egress(to=[{"nat64": {"any": False}}]), "spec.egress[0].to[0].nat64.any: False is not one of [True]"),
+    ("nat64 cidrs and any", egress(to=[{"nat64": {"any": True, "cidrs": ["192.0.2.0/24"]}}]),
+     "spec.egress[0].to[0].nat64: nat64 needs exactly one of cidrs (a non-empty list) or any: true"),
+    ("nat64 0.0.0.0/0", egress(to=[{"nat64": {"cidrs": ["0.0.0.0/0"]}}]), "spec.egress[0].to[0].nat64.cidrs[0]: '0.0.0.0/0' does not match"),
+    ("cidr ::/0", egress(to=[{"cidr": "::/0"}]), "spec.egress[0].to[0].cidr: '::/0' does not match"),
+    ("empty ports", ingress(ports=[]), "spec.ingress[0].ports: [] should be non-empty"),
+    ("ports left out (a pruned `port:` typo)", without(ingress(), "spec", "ingress", 0, "ports"),
+     "spec.ingress[0]: 'ports' is a required property"),
+    ("from left out (a pruned `form:` typo)", without(ingress(), "spec", "ingress", 0, "from"),
+     "spec.ingress[0]: 'from' is a required property"),
+    ("to left out", without(egress(), "spec", "egress", 0, "to"), "spec.egress[0]: 'to' is a required property"),
+    ("priority left out", without(policy(), "spec", "priority"), "spec: 'priority' is a required property"),
+    ("ingress list left out (a pruned `ingres:` typo)", without(policy(), "spec", "ingress"),
+     "spec: 'ingress' is a required property"),
+    ("egress list left out", without(policy(), "spec", "egress"), "spec: 'egress' is a required property"),
+    ("any peer false", ingress(**{"from": [{"any": False}]}), "spec.ingress[0].from[0].any: False is not one of [True]"),
+    ("any peer with others", ingress(**{"from": [{"any": True}, {"zone": "web"}]}),
+     "spec.ingress[0].from: {any: true} matches every peer; it cannot be combined with other peers"),
+    ("any peer with a zone", ingress(**{"from": [{"any": True, "zone": "web"}]}),
+     "spec.ingress[0].from[0]: a peer needs exactly one of zone, cidr, nat64, any"),
+    ("all traffic with other ports", ingress(ports=[{"protocol": "Any"}, {"protocol": "TCP", "port": 1}]),
+     "spec.ingress[0].ports: {protocol: Any} means all traffic; it cannot be combined with other entries"),
+    ("all traffic with a port", ingress(ports=[{"protocol": "Any", "port": 1}]),
+     "spec.ingress[0].ports[0]: protocol Any (all traffic) takes no port, endPort, icmpType or any"),
+    ("any without protocol (a pruned `protocol` typo)", ingress(ports=[{"any": True}]),
+     "spec.ingress[0].ports[0]: 'protocol' is a required property"),
+    ("TCP without port (a pruned `port` typo)", ingress(ports=[{"protocol": "TCP"}]),
+     "spec.ingress[0].ports[0]: a port entry needs exactly one of port, icmpType or any: true"),
+    ("ICMPv6 without type", ingress(ports=[{"protocol": "ICMPv6"}]),
+     "spec.ingress[0].ports[0]: a port entry needs exactly one of port, icmpType or any: true"),
+    ("port and any", ingress(ports=[{"protocol": "TCP", "port": 80, "any": True}]),
+     "spec.ingress[0].ports[0]: a port entry needs exactly one of port, icmpType or any: true"),
+    ("empty port entry", ingress(ports=[{}]), "spec.ingress[0].ports[0]: 'protocol' is a required property"),
+    ("port any false", ingress(ports=[{"protocol": "UDP", "any": False}]), "spec.ingress[0].ports[0].any: False is not one of [True]"),
+    ("Deny without scope", ingress(action="Deny", **{"from": [{"zone": "web"}]}),
+     "spec.ingress[0]: a Deny rule writes the scope of its zone peers"),
+    ("Deny without endPort", ingress(action="Deny", ports=[{"protocol": "TCP", "port": 22}]),
+     "spec.ingress[0]: a Deny rule writes endPort on its ports"),
+    ("defaultAction typo", policy(defaultAction={"ingres": "Allow"}),
+     "spec.defaultAction: Additional properties are not allowed ('ingres' was unexpected)"),
+    ("peer key typo", ingress(**{"from": [{"zones": "web"}]}), "spec.ingress[0].from[0]: Additional properties are not allowed"),
+    ("scope key typo", ingress(**{"from": [{"zone": "web", "scop": "Datacenter"}]}),
+     "spec.ingress[0].from[0]: Additional properties are not allowed ('scop' was unexpected)"),
+    ("port key typo", ingress(ports=[{"protocol": "TCP", "prot": 443}]), "spec.ingress[0].ports[0]: Additional properties are not allowed"),
+    ("empty namespaceSelector", zone(namespaceSelector={}), "spec.namespaceSelector: {} should be non-empty"),
+    ("empty matchLabels", zone(namespaceSelector={"matchLabels": {}}), "spec.namespaceSelector.matchLabels: {} should be non-empty"),
+    ("empty matchExpressions", zone(namespaceSelector={"matchExpressions": []}),
+     "spec.namespaceSelector.matchExpressions: [] should be non-empty"),
+    ("empty namespaces", zone(namespaces=[]), "spec.namespaces: [] should be non-empty"),
+    ("zone egress {}", zone(egress={}), "spec.egress: 'pool' is a required property"),
 ]
 
 
@@ -333,9 +405,14 @@ GOOD = [
     zone(namespaceSelector={"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["v"]}]}),
     policy(defaultAction={"egress": "Deny"}, ingress=[]),
     ingress(**{"from": [{"zone": "web", "scope": "Datacenter"}, {"cidr": "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::"}]}),
-    egress(to=[{"nat64": {}}, {"nat64": {"cidrs": ["198.51.100.0/24", "192.0.2.1"]}}, {"cidr": "2001:db8::1"}]),
-    ingress(ports=[{"protocol": "SCTP", "port": 1, "endPort": 65535}, {"protocol": "ICMPv6"}, {"protocol": "UDP", "port": 53, "endPort": 53}]),
-    policy(priority=0, zones=["dmz", "web"], ingress=[{"action": "Deny"}, {"action": "Allow"}]),
+    egress(to=[{"nat64": {"any": True}}, {"nat64": {"cidrs": ["198.51.100.0/24", "192.0.2.1"]}}, {"cidr": "2001:db8::1"}]),
+    ingress(ports=[{"protocol": "SCTP", "port": 1, "endPort": 65535}, {"protocol": "ICMPv6", "any": True},
+                   {"protocol": "UDP", "port": 53, "endPort": 53}, {"protocol": "TCP", "any": True}]),
+    policy(priority=0, zones=["dmz", "web"], ingress=[{"action": "Deny", "from": ANY, "ports": ALL},
+                                                      {"action": "Allow", "from": ANY, "ports": ALL}]),
+    ingress(action="Deny", ports=[{"protocol": "TCP", "port": 22, "endPort": 22}, {"protocol": "ICMPv6", "icmpType": 128}],
+            **{"from": [{"zone": "web", "scope": "Cluster"}, {"cidr": "2001:db8::/32"}]}),
+    zone(namespaceSelector={"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]}),
 ]
 # Objects both must refuse (a sample of BROKEN, each a different reason).
 BAD = [o for i, o, _ in BROKEN if i in {
@@ -343,7 +420,16 @@ BAD = [o for i, o, _ in BROKEN if i in {
     "zone listed twice", "priority too high", "policy that does nothing", "rule without action", "action case",
     "rule name twice", "from in an egress rule", "empty peer list", "peer with two kinds", "scope on a cidr",
     "IPv4 cidr", "protocol case", "port 70000", "ICMPv6 with a port", "icmpType on TCP", "endPort below port",
-    "endPort without port", "egress pool too small", "bad namespace name",
+    "endPort without port", "egress pool too small", "bad namespace name", "typo in a zone field",
+    "nat64 {} (a pruned `cidr:` typo)", "nat64 empty cidrs", "nat64 cidr typo", "nat64 any false", "nat64 cidrs and any",
+    "nat64 0.0.0.0/0", "cidr ::/0", "empty ports", "ports left out (a pruned `port:` typo)",
+    "from left out (a pruned `form:` typo)", "to left out", "priority left out",
+    "ingress list left out (a pruned `ingres:` typo)", "egress list left out", "any peer false", "any peer with others",
+    "any peer with a zone", "all traffic with other ports", "TCP without port (a pruned `port` typo)",
+    "ICMPv6 without type", "port and any", "empty port entry", "all traffic with a port",
+    "any without protocol (a pruned `protocol` typo)", "port any false", "Deny without scope",
+    "Deny without endPort", "defaultAction typo", "peer key typo", "scope key typo", "port key typo",
+    "empty namespaceSelector", "empty matchLabels", "empty matchExpressions", "empty namespaces", "zone egress {}",
 }]
 # Where they differ, on purpose: the schema cannot know the layout, the other zones or mask bits;
 # the core is lenient where the API server has already normalised the input.
@@ -353,10 +439,18 @@ ONLY_CORE_REFUSES = [
     egress(to=[{"nat64": {"cidrs": ["198.51.100.1/24"]}}]),  # host bits set in an IPv4 CIDR
     zone(id=0x1_0000),  # does not fit the configured 16-bit zone field
     zone(egress={"pool": "100.64.21.1/24", "address": "198.51.100.21"}),  # host bits in the pool
+    egress(to=[{"cidr": "::/::"}]),  # a zero wildcard mask: every address (write {any: true})
+    zone(egress={"pool": "100.64.21.0/24", "address": "127.0.0.1"}),  # loopback: not a source address
+    zone(egress={"pool": "100.64.21.0/24", "address": "224.0.0.1"}),  # multicast
+    zone(egress={"pool": "100.64.21.0/24", "address": "0.0.0.0"}),  # unspecified
+    zone(egress={"pool": "127.0.0.0/24", "address": "198.51.100.21"}),  # a loopback pool
+    # Unknown keys in a selector are kept by the API server (preserve-unknown-fields), so that the
+    # controller refuses them: pruned, matchLabels alone would select more namespaces than meant.
+    zone(namespaceSelector={"matchLabels": {"a": "b"}, "matchExpresions": [{"key": "k", "operator": "Exists"}]}),
+    zone(namespaceSelector={"matchLabel": {"a": "b"}}),
 ]
 ONLY_SCHEMA_REFUSES = [
     zone(id="0x2000"),  # core accepts hex strings from files; the API stores integers (YAML 0x2000 is one)
-    zone(namespace=["a"]),  # unknown zone fields: kubectl's strict validation refuses, the core ignores
 ]
 
 
@@ -373,7 +467,7 @@ def test_bad_inputs_fail_both(obj: dict) -> None:
 
 
 def test_known_differences_stay_known() -> None:
-    assert len(BAD) == 24
+    assert len(BAD) == 61
     for obj in ONLY_CORE_REFUSES:
         assert validate(obj) == [] and not core_ok(obj), obj["spec"]
     for obj in ONLY_SCHEMA_REFUSES:

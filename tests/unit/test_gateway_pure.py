@@ -33,7 +33,7 @@ metadata: {name: api}
 spec: {id: 0x2200, egress: {pool: 100.64.22.0/24, address: 198.51.100.22}}
 """))
 POLICY = {"kind": "SecurityZonePolicy", "metadata": {"name": "p", "namespace": "t"}, "spec": {
-    "zones": ["dmz", "web"], "defaultAction": {"egress": "Deny"},
+    "zones": ["dmz", "web"], "priority": 500, "defaultAction": {"egress": "Deny"}, "ingress": [],
     "egress": [{"name": "web", "action": "Allow", "to": [{"nat64": {"cidrs": ["198.51.100.0/24"]}}],
                 "ports": [{"protocol": "TCP", "port": 443}]}]}}
 
@@ -76,8 +76,11 @@ def test_zone_pools_must_be_disjoint_and_fit_the_marks() -> None:
     with pytest.raises(ValidationError, match="room for 1 own-pool zones, 2 zones"):
         check_zone_egress(parse_gateway({"uplink": "eth1", "marks": {"mask": 1}}), reg())
     inside = [ZONES[0], {**ZONES[1], "spec": {"id": 0x2100, "egress": {"pool": "100.64.21.0/24", "address": "100.64.21.9"}}}]
+    with pytest.raises(ValidationError, match="100.64.21.9 is inside the zone's own pool 100.64.21.0/24"):
+        reg(inside)
+    shared = [ZONES[0], {**ZONES[1], "spec": {"id": 0x2100, "egress": {"pool": "100.64.21.0/24", "address": "100.64.0.9"}}}]
     with pytest.raises(ValidationError, match="inside a Tayga pool"):
-        check_zone_egress(parse_gateway({"uplink": "eth1"}), reg(inside))
+        check_zone_egress(parse_gateway({"uplink": "eth1"}), reg(shared))
 
 
 def test_plan_per_zone_egress() -> None:

@@ -45,7 +45,7 @@ def test_explain_outside_cluster() -> None:
         (dict(zone_offset=56), "overlaps the node prefix bits 0-63"),
         (dict(zone_offset=104, zone_width=16), "overlaps the IPAM offset bits 112-127"),
         (dict(zone_offset=100, zone_width=16, ipam_bits=17), "overlapping bits 111-115"),
-        (dict(node_prefix_len=40), "must be at least the cluster prefix length /48"),
+        (dict(node_prefix_len=40), "must be from the cluster prefix length /48"),
         (dict(datacenter=IPv6Network("fd00:20::/40")), "does not contain the cluster prefix"),
         (dict(zone_width=0), "must be between 1 and 32"),
     ],

@@ -14,7 +14,13 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" if self.path else self.reason
+        text = f"{self.path}: {self.reason}" if self.path else self.reason
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: an error message is one line, whatever the input held."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ZonectlError(Exception):
@@ -30,7 +36,7 @@ class ValidationError(ZonectlError):
         self.problems: tuple[Problem, ...] = tuple(problems)
         self.source = source
         head = f"{source}: " if source else ""
-        super().__init__(head + "; ".join(str(p) for p in self.problems))
+        super().__init__(one_line(head) + "; ".join(str(p) for p in self.problems))
 
     def attributed(self) -> tuple[Problem, ...]:
         """The problems with this error's source folded into each path, for merging into a larger report."""
@@ -59,7 +65,9 @@ class Collector:
 
     def section(self, body: Mapping[str, Any], key: str, path: str, allowed: Iterable[str]) -> Mapping[str, Any]:
         """``body[key]`` as a mapping (empty if absent); a non-mapping or unknown keys are problems at ``path``."""
-        value = body.get(key) or {}
+        value = body.get(key)
+        if value is None:
+            return {}
         if not isinstance(value, Mapping):
             self.add(path, "must be a mapping")
             return {}

@@ -193,15 +193,23 @@ class Layout:
         errs = Collector()
         if not isinstance(self.cluster, IPv6Network):
             errs.add("cluster", f"{self.cluster!r} is not an IPv6 network")
-            errs.raise_if_any()
+        for key, value in (("nodePrefixLength", self.node_prefix_len), ("zoneField.offset", self.zone_offset),
+                           ("zoneField.width", self.zone_width), ("ipamBits", self.ipam_bits)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                errs.add(key, f"{value!r} must be an integer")
+        errs.raise_if_any("layout")  # the range checks below (and every mask) need integers
         if not 1 <= self.zone_width <= 32:
             errs.add("zoneField.width", f"{self.zone_width} must be between 1 and 32 bits")
+        if not 0 <= self.zone_offset <= 127:
+            errs.add("zoneField.offset", f"{self.zone_offset} must be between 0 and 127 (a bit of the address)")
+        elif self.zone_offset + self.zone_width > 128:
+            errs.add("zoneField.offset", f"field {self.zone_offset}+{self.zone_width} does not fit in 128 bits")
         if not 0 <= self.ipam_bits <= 64:
             errs.add("ipamBits", f"{self.ipam_bits} must be between 0 and 64")
         if not self.cluster.prefixlen <= self.node_prefix_len <= 128:
             errs.add(
                 "nodePrefixLength",
-                f"/{self.node_prefix_len} must be at least the cluster prefix length /{self.cluster.prefixlen}",
+                f"/{self.node_prefix_len} must be from the cluster prefix length /{self.cluster.prefixlen} to /128",
             )
         errs.raise_if_any("layout")
         field = self.field_mask
@@ -219,8 +227,6 @@ class Layout:
                 f"zone field {bit_range(field)} overlaps the IPAM offset {bit_range(ipam)} "
                 f"({self.ipam_bits} low bits the CNI allocates from): overlapping {bit_range(field & ipam)}",
             )
-        if self.zone_offset < 0 or self.zone_offset + self.zone_width > 128:
-            errs.add("zoneField.offset", f"field {self.zone_offset}+{self.zone_width} does not fit in 128 bits")
         if self.datacenter is not None:
             if not isinstance(self.datacenter, IPv6Network):
                 errs.add("datacenter", f"{self.datacenter!r} is not an IPv6 network")

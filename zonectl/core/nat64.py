@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from .errors import ValidationError
+from .errors import Collector, ValidationError
+from .fields import address
 from .layout import AddrMatch, prefix_mask
 
 RFC6052_LENGTHS = (32, 40, 48, 56, 64, 96)
@@ -50,6 +51,8 @@ class Nat64Prefix:
     network: IPv6Network
 
     def __post_init__(self) -> None:
+        if not isinstance(self.network, IPv6Network):
+            raise ValidationError(f"NAT64 prefix {self.network!r} is not an IPv6 network")
         if self.network.prefixlen not in RFC6052_LENGTHS:
             raise ValidationError(
                 f"NAT64 prefix {self.network} must be /32, /40, /48, /56, /64 or /96 (RFC 6052)"
@@ -57,10 +60,11 @@ class Nat64Prefix:
 
     @classmethod
     def parse(cls, text: str) -> "Nat64Prefix":
-        try:
-            return cls(IPv6Network(text))
-        except ValueError as exc:
-            raise ValidationError(f"NAT64 prefix {text!r}: {exc}") from None
+        errs = Collector()
+        net = address(text, "nat64.prefix", errs, IPv6Network, "an IPv6 network")
+        errs.raise_if_any()
+        assert net is not None
+        return cls(net)
 
     @property
     def is_well_known(self) -> bool:

@@ -7,15 +7,17 @@ but not wanted are deleted; an unchanged policy recompiles to exactly the same i
 
 Ordering: ``order`` is a sort key, lower first. It is built from the policy priority (0-999), the
 rule's position in the policy, and the action (Deny before Allow on a tie), so rules of different
-policies interleave predictably. Each policy's ``defaultAction`` compiles to a per-zone default
-rule after every explicit rule; Deny defaults sort before Allow defaults, so when two policies of a
-zone disagree the zone stays closed. Backends map the distinct ``order`` values onto their own
-priority ranges.
+policies interleave predictably; a policy holds at most ``POSITIONS`` rules per direction, or its
+positions would run into the next priority. Each policy's ``defaultAction`` compiles to a per-zone
+default rule per direction after every explicit rule (an unwritten direction is Deny); Deny defaults
+sort before Allow defaults, so when two policies of a zone disagree the zone stays closed. Backends
+map the distinct ``order`` values onto their own priority ranges.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -26,7 +28,8 @@ from .policy import Action, Direction, Peer, Policy, PortSpec, Protocol, parse_p
 from .zones import ZoneRegistry
 
 RULES_PER_POLICY_LIMIT = 10_000
-DEFAULT_ORDER_BASE = 2 * (1000 * 1000 + 1000)  # after every explicit rule of every priority
+POSITIONS = 1000  # rules per direction of one policy: the ``order`` formula gives each priority this many
+DEFAULT_ORDER_BASE = 2 * (1000 * POSITIONS + 1000)  # after every explicit rule of every priority
 
 
 @dataclass(frozen=True)
@@ -98,27 +101,45 @@ class RuleSet:
         return iter(self.rules)
 
 
+def _canonical(value: object) -> str | int | None:
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, AddrMatch):
+        return value.text
+    raise TypeError(f"rule_id: {type(value).__name__} has no canonical form")
+
+
 def rule_id(*fields: object) -> str:
-    """A short, stable content hash: the same rule always gets the same id, a changed rule a new one."""
-    digest = hashlib.sha256(repr(fields).encode()).hexdigest()
-    return "r" + digest[:15]
+    """A short, stable content hash: the same rule always gets the same id, a changed rule a new one.
+
+    The hash is over a canonical text (a compact JSON list of strings, integers and nulls; matches as
+    ``value/mask``), never over ``repr()`` of objects: a field added to a dataclass must not change
+    every id, since a changed id makes every backend delete and re-create the row.
+    """
+    text = json.dumps([_canonical(v) for v in fields], separators=(",", ":"))
+    return "r" + hashlib.sha256(text.encode()).hexdigest()[:15]
 
 
 def _order(priority: int, index: int, action: Action) -> int:
-    return (priority * 1000 + index) * 2 + (0 if action == "deny" else 1)
+    return (priority * 1000 + index) * 2 + (0 if action == "deny" else 1)  # index < POSITIONS
 
 
-def _peer_matches(peer: Peer, registry: ZoneRegistry, nat64: Nat64Prefix | None) -> list[AddrMatch]:
+def _peer_matches(peer: Peer, registry: ZoneRegistry, nat64: Nat64Prefix | None) -> list[AddrMatch | None]:
     if peer.kind == "zone":
         assert peer.zone is not None
         return [registry.match(peer.zone, peer.scope)]
     if peer.kind == "cidr":
-        assert peer.match is not None
+        if peer.match is None or peer.match.is_any:
+            raise ValidationError("a cidr peer needs a match narrower than every address (any peer is {any: true})")
         return [peer.match]
+    if peer.kind == "any":
+        return [None]
+    if peer.kind != "nat64":
+        raise ValidationError(f"unknown peer kind {peer.kind!r}")
     if nat64 is None:
         raise ValidationError("nat64 peers need a NAT64 prefix in the config (nat64.prefix)")
-    if not peer.ipv4:
-        return [nat64.match()]
+    if not peer.ipv4:  # never "every IPv4 address": that is spelled 0.0.0.0/0 (nat64: {any: true})
+        raise ValidationError("a nat64 peer needs at least one IPv4 network")
     return [nat64.embed_network(net) for net in peer.ipv4]
 
 
@@ -133,34 +154,48 @@ def compile_policy(policy: Policy, registry: ZoneRegistry, nat64: Nat64Prefix | 
     """All rules of one policy, or a ValidationError (never a partial list)."""
     out: list[Rule] = []
     errs = Collector()
+    _check_shape(policy, errs)
+    errs.raise_if_any(f"SecurityZonePolicy {policy.key}")
     for zone_name in policy.zones:
         local = registry.match(zone_name, "cluster")
         for direction, rules in (("ingress", policy.ingress), ("egress", policy.egress)):
             peer_key = "from" if direction == "ingress" else "to"
             for index, rule in enumerate(rules):
                 remotes: list[AddrMatch | None] = []
-                if rule.peers:
-                    for j, peer in enumerate(rule.peers):
-                        try:
-                            remotes.extend(_peer_matches(peer, registry, nat64))
-                        except ValidationError as exc:
-                            errs.extend(exc, f"spec.{direction}[{index}].{peer_key}[{j}]")
-                else:
-                    remotes.append(None)
-                ports: tuple[PortSpec | None, ...] = rule.ports or (None,)
+                for j, peer in enumerate(rule.peers):
+                    try:
+                        remotes.extend(_peer_matches(peer, registry, nat64))
+                    except ValidationError as exc:
+                        errs.extend(exc, f"spec.{direction}[{index}].{peer_key}[{j}]")
                 for remote in dict.fromkeys(remotes):
-                    for port in ports:
+                    for port in rule.ports:
                         out.append(_make(policy, zone_name, direction, rule.name, rule.action,
                                          _order(policy.priority, index, rule.action), local, remote, port, nat64))
         for direction, action in (("ingress", policy.default_ingress), ("egress", policy.default_egress)):
-            if action is not None:
-                order = DEFAULT_ORDER_BASE + (0 if action == "deny" else 1)
-                out.append(_make(policy, zone_name, direction, f"default-{direction}", action, order, local, None,
-                                 None, nat64, is_default=True))
+            action = action or "deny"  # no default (a hand-made Policy) is Deny: a zone never opens by omission
+            order = DEFAULT_ORDER_BASE + (0 if action == "deny" else 1)
+            out.append(_make(policy, zone_name, direction, f"default-{direction}", action, order, local, None,
+                             None, nat64, is_default=True))
     if len(out) > RULES_PER_POLICY_LIMIT:
         errs.add("spec", f"compiles to {len(out)} rules, more than the limit of {RULES_PER_POLICY_LIMIT}")
     errs.raise_if_any(f"SecurityZonePolicy {policy.key}")
     return tuple(out)
+
+
+def _check_shape(policy: Policy, errs: Collector) -> None:
+    """What the parser guarantees, checked again for Policy objects built in code: the ``order`` formula
+    only keeps rules apart within its limits, and an empty peer or port list never means "everything"."""
+    if isinstance(policy.priority, bool) or not isinstance(policy.priority, int) or not 0 <= policy.priority <= 999:
+        errs.add("spec.priority", f"{policy.priority!r} must be an integer from 0 to 999")
+    for direction, rules in (("ingress", policy.ingress), ("egress", policy.egress)):
+        if len(rules) > POSITIONS:
+            errs.add(f"spec.{direction}", f"has {len(rules)} rules; a policy keeps at most {POSITIONS} per direction "
+                                          "in order (the priority formula); split it into policies")
+        for index, rule in enumerate(rules):
+            if not rule.peers:
+                errs.add(f"spec.{direction}[{index}]", "has no peers (any peer is {any: true})")
+            if not rule.ports:
+                errs.add(f"spec.{direction}[{index}]", "has no ports (all traffic is {any: true})")
 
 
 def _make(policy: Policy, zone: str, direction: Direction, name: str, action: Action, order: int,

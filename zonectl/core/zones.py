@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Iterable, Mapping
 
+from . import fields as f
 from .errors import Collector, Problem, ValidationError
 from .layout import AddrMatch, Layout, Scope
 
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+NAME_RE = f.DNS_LABEL
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
 @dataclass(frozen=True)
@@ -36,31 +39,38 @@ class LabelSelector:
 
     @classmethod
     def parse(cls, body: Any, path: str, errs: Collector) -> "LabelSelector | None":
+        """A selector that selects something specific: ``{}`` (every namespace, in Kubernetes) is refused.
+
+        "Every namespace" is written out: ``matchExpressions: [{key: kubernetes.io/metadata.name,
+        operator: Exists}]`` (the API server puts that label on every namespace).
+        """
         if body is None:
             return None
-        if not isinstance(body, Mapping):
-            errs.add(path, "must be a label selector object")
+        sel = f.mapping(body, path, errs, ("matchLabels", "matchExpressions"), what="a label selector object")
+        if sel is None:
             return None
-        labels = body.get("matchLabels") or {}
-        if not isinstance(labels, Mapping):
-            errs.add(f"{path}.matchLabels", "must be a map of strings")
-            labels = {}
+        if not sel:
+            errs.add(path, "is empty, which would select every namespace: give matchLabels or matchExpressions")
+            return None
+        labels: list[tuple[str, str]] = []
+        if "matchLabels" in sel:
+            raw = f.mapping(sel["matchLabels"], f"{path}.matchLabels", errs, what="a map of label keys to values")
+            if raw is not None and not raw:
+                errs.add(f"{path}.matchLabels", "is empty: give at least one label, or leave matchLabels out")
+            for k, v in (raw or {}).items():
+                key = f.string(k, f"{path}.matchLabels", errs, pattern=LABEL_KEY, max_len=317, what="a label key")
+                value = f.string(v, f"{path}.matchLabels.{key or '?'}", errs, pattern=LABEL_VALUE, max_len=63,
+                                 what="a label value")
+                if key is not None and value is not None:
+                    labels.append((key, value))
         exprs: list[Requirement] = []
-        for i, expr in enumerate(body.get("matchExpressions") or []):
-            p = f"{path}.matchExpressions[{i}]"
-            if not isinstance(expr, Mapping) or not isinstance(expr.get("key"), str):
-                errs.add(p, "needs a key")
-                continue
-            op = expr.get("operator")
-            values = tuple(str(v) for v in expr.get("values") or ())
-            if op not in SELECTOR_OPERATORS:
-                errs.add(f"{p}.operator", f"{op!r} is not one of {', '.join(SELECTOR_OPERATORS)}")
-            elif op in ("In", "NotIn") and not values:
-                errs.add(f"{p}.values", f"operator {op} needs at least one value")
-            elif op in ("Exists", "DoesNotExist") and values:
-                errs.add(f"{p}.values", f"operator {op} takes no values")
-            exprs.append(Requirement(expr["key"], str(op), values))
-        return cls(tuple(sorted((str(k), str(v)) for k, v in labels.items())), tuple(exprs))
+        if "matchExpressions" in sel:
+            for i, expr in enumerate(f.items(sel["matchExpressions"], f"{path}.matchExpressions", errs, max_items=64,
+                                             empty="give at least one expression, or leave matchExpressions out")):
+                req = _requirement(expr, f"{path}.matchExpressions[{i}]", errs)
+                if req is not None:
+                    exprs.append(req)
+        return cls(tuple(sorted(labels)), tuple(exprs))
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in self.match_labels):
@@ -106,61 +116,137 @@ class Zone:
         return f"0x{self.id:x}"
 
 
+def _requirement(body: Any, path: str, errs: Collector) -> Requirement | None:
+    expr = f.mapping(body, path, errs, ("key", "operator", "values"), what="an object {key, operator, values}")
+    if expr is None:
+        return None
+    key = f.string(expr.get("key"), f"{path}.key", errs, pattern=LABEL_KEY, max_len=317, what="a label key")
+    op = expr.get("operator")
+    if op not in SELECTOR_OPERATORS:
+        errs.add(f"{path}.operator", f"{f.short(op)} is not one of {', '.join(SELECTOR_OPERATORS)}")
+        return None
+    values: list[str] = []
+    if op in ("In", "NotIn"):
+        for j, v in enumerate(f.items(expr.get("values"), f"{path}.values", errs, max_items=256,
+                                      what="a list of label values", empty=f"operator {op} needs at least one value")):
+            value = f.string(v, f"{path}.values[{j}]", errs, pattern=LABEL_VALUE, max_len=63, what="a label value")
+            if value is not None:
+                values.append(value)
+        if not values:
+            return None
+    elif expr.get("values"):
+        errs.add(f"{path}.values", f"operator {op} takes no values")
+        return None
+    return Requirement(key, str(op), tuple(values)) if key is not None else None
+
+
+TOP_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
+SPEC_KEYS = ("id", "description", "namespaces", "namespaceSelector", "egress")
+API_VERSION = "zonectl.io/v1alpha1"
+
+
+def _zone_id(value: Any, layout: Layout, errs: Collector) -> int:
+    if value is None:
+        errs.add("spec.id", "is required (an integer such as 0x2000)")
+        return -1
+    if isinstance(value, str) and len(value) <= 12:
+        try:
+            value = int(value, 0)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int):
+        errs.add("spec.id", f"{f.short(value)} must be an integer (e.g. 0x2000)")
+        return -1
+    if value == 0:
+        errs.add("spec.id", "0 is reserved for 'no zone'")
+    elif not 0 < value <= layout.max_zone_id:
+        errs.add("spec.id", f"{f.short(value)} does not fit the {layout.zone_width}-bit zone field "
+                            f"(1..0x{layout.max_zone_id:x})")
+    return value
+
+
+def _source(body: Any) -> str:
+    meta = body.get("metadata") if isinstance(body, Mapping) else None
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return f"SecurityZone {name if isinstance(name, str) and NAME_RE.fullmatch(name) else '?'}"
+
+
 def parse_zone(body: Mapping[str, Any], layout: Layout) -> Zone:
     """A Zone from a SecurityZone object (dict as the API server returns it); all problems at once."""
     errs = Collector()
-    meta = body.get("metadata") or {}
-    name = meta.get("name")
-    source = f"SecurityZone {name or '?'}"
+    source = _source(body)
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"must be an object, not {f.type_name(body)}", source=source)
     if body.get("kind", "SecurityZone") != "SecurityZone":
-        raise ValidationError(f"kind {body.get('kind')!r} is not SecurityZone", source=source)
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        errs.add("metadata.name", f"{name!r} is not a DNS label (lowercase letters, digits, '-')")
-    spec = body.get("spec")
-    if not isinstance(spec, Mapping):
-        errs.add("spec", "is required")
+        raise ValidationError(f"kind {f.short(body.get('kind'))} is not SecurityZone", source=source)
+    f.check_keys(body, TOP_KEYS, "", errs)
+    if body.get("apiVersion", API_VERSION) != API_VERSION:
+        errs.add("apiVersion", f"{f.short(body.get('apiVersion'))} is not {API_VERSION}")
+    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with a name") or {}
+    name = f.name(meta.get("name"), "metadata.name", errs)
+    spec = f.mapping(body.get("spec"), "spec", errs, SPEC_KEYS)
+    if spec is None:
         errs.raise_if_any(source)
-    zid = spec.get("id")
-    if isinstance(zid, str):
-        try:
-            zid = int(zid, 0)
-        except ValueError:
-            errs.add("spec.id", f"{zid!r} is not an integer")
-    if not isinstance(zid, int) or isinstance(zid, bool):
-        errs.add("spec.id", "is required and must be an integer (e.g. 0x2000)")
-        zid = -1
-    elif zid == 0:
-        errs.add("spec.id", "0 is reserved for 'no zone'")
-    elif not 0 < zid <= layout.max_zone_id:
-        errs.add("spec.id", f"{zid:#x} does not fit the {layout.zone_width}-bit zone field (1..0x{layout.max_zone_id:x})")
-    namespaces = spec.get("namespaces") or []
-    if not isinstance(namespaces, list) or not all(isinstance(n, str) and NAME_RE.match(n) for n in namespaces):
-        errs.add("spec.namespaces", "must be a list of namespace names")
-        namespaces = []
+        raise AssertionError("unreachable")
+    zid = _zone_id(spec.get("id"), layout, errs)
+    description = f.string(spec.get("description", ""), "spec.description", errs) or ""
+    namespaces: list[str] = []
+    if "namespaces" in spec:
+        for i, n in enumerate(f.items(spec["namespaces"], "spec.namespaces", errs, max_items=1024,
+                                      what="a list of namespace names", empty="list namespaces, or leave it out")):
+            ns = f.name(n, f"spec.namespaces[{i}]", errs, "a namespace name")
+            if ns in namespaces:
+                errs.add("spec.namespaces", f"lists namespace {ns!r} twice")
+            elif ns is not None:
+                namespaces.append(ns)
     selector = LabelSelector.parse(spec.get("namespaceSelector"), "spec.namespaceSelector", errs)
     egress = None
     if spec.get("egress") is not None:
         egress = _parse_egress(spec["egress"], errs)
     errs.raise_if_any(source)
-    return Zone(str(name), zid, tuple(namespaces), selector, egress, str(spec.get("description") or ""))
+    assert name is not None
+    return Zone(name, zid, tuple(namespaces), selector, egress, description)
+
+
+def _not_unicast(addr: IPv4Address) -> str | None:
+    """Why an address cannot be a zone's public source address (None: it can)."""
+    for test, why in ((addr.is_unspecified, "unspecified"), (addr.is_loopback, "loopback"),
+                      (addr.is_multicast, "multicast"), (addr.is_link_local, "link-local"),
+                      (addr == IPv4Address("255.255.255.255"), "broadcast"), (addr.is_reserved, "reserved (240/4)"),
+                      (addr in IPv4Network("0.0.0.0/8"), "in 0.0.0.0/8 ('this network')")):
+        if test:
+            return why
+    return None
 
 
 def _parse_egress(body: Any, errs: Collector) -> ZoneEgress | None:
-    if not isinstance(body, Mapping):
-        errs.add("spec.egress", "must be an object with pool and address")
+    eg = f.mapping(body, "spec.egress", errs, ("pool", "address"), what="an object with pool and address")
+    if eg is None:
+        return None
+    pool_text = f.string(eg.get("pool"), "spec.egress.pool", errs, max_len=18, what="an IPv4 CIDR string")
+    addr_text = f.string(eg.get("address"), "spec.egress.address", errs, max_len=15, what="an IPv4 address string")
+    if pool_text is None or addr_text is None:
         return None
     try:
-        pool = IPv4Network(body.get("pool"))
-    except (ValueError, TypeError) as exc:
-        errs.add("spec.egress.pool", f"{body.get('pool')!r} is not an IPv4 CIDR ({exc})")
+        pool = IPv4Network(pool_text)
+    except ValueError as exc:
+        errs.add("spec.egress.pool", f"{f.short(pool_text)} is not an IPv4 CIDR ({exc})")
         return None
     try:
-        address = IPv4Address(body.get("address"))
-    except (ValueError, TypeError):
-        errs.add("spec.egress.address", f"{body.get('address')!r} is not an IPv4 address")
+        address = IPv4Address(addr_text)
+    except ValueError:
+        errs.add("spec.egress.address", f"{f.short(addr_text)} is not an IPv4 address")
         return None
     if pool.num_addresses < 4:
         errs.add("spec.egress.pool", f"{pool} is too small for a Tayga pool (at least a /30)")
+    bad = _not_unicast(pool.network_address) or _not_unicast(pool.broadcast_address)
+    if bad:
+        errs.add("spec.egress.pool", f"{pool} is {bad}: a Tayga pool must be unicast IPv4")
+    bad = _not_unicast(address)
+    if bad:
+        errs.add("spec.egress.address", f"{address} is {bad}: the zone's traffic must leave with a unicast address")
+    elif address in pool:
+        errs.add("spec.egress.address", f"{address} is inside the zone's own pool {pool}; it must be routable outside")
     return ZoneEgress(pool, address)
 
 
@@ -175,15 +261,22 @@ class ZoneRegistry:
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
+        egress: dict[IPv4Address, str] = {}
         for z in sorted(self.zones, key=lambda z: z.name):
             if z.name in self._by_name:
                 problems.append(Problem(f"zones.{z.name}", f"zone name {z.name!r} is defined twice"))
             elif z.id in self._by_id:
                 other = self._by_id[z.id]
                 problems.append(Problem(f"zones.{z.name}", f"zones {other.name!r} and {z.name!r} both use id {z.id:#x}"))
+            elif z.egress is not None and z.egress.address in egress:
+                other = egress[z.egress.address]
+                problems.append(Problem(f"zones.{z.name}.egress.address", f"zones {other!r} and {z.name!r} both leave "
+                                        f"with {z.egress.address}: an IPv4 firewall could not tell them apart"))
             else:
                 self._by_name[z.name] = z
                 self._by_id[z.id] = z
+                if z.egress is not None:
+                    egress[z.egress.address] = z.name
         if problems:
             raise ValidationError(problems, source="zones")
 

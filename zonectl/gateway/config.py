@@ -35,7 +35,7 @@ from ..core.errors import Collector, ValidationError
 from ..core.zones import ZoneRegistry
 from ..render.tayga import StaticMap, TaygaVersion
 
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 DEFAULT_POOL = IPv4Network("100.64.0.0/24")
 CGNAT = IPv4Network("100.64.0.0/10")
 

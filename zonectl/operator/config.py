@@ -24,7 +24,7 @@ SPOOF_MODES: tuple[SpoofMode, ...] = ("replace", "deny")
 OVN_MODES: tuple[OvnMode, ...] = ("off", "log", "repair")
 
 # A qualified Kubernetes label/annotation key: optional DNS-subdomain prefix, then a name.
-_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
 
 DEFAULT_LABEL = "securityZone"
 DEFAULT_HINT_ANNOTATION = "zonectl.io/ipam-hint"

@@ -18,7 +18,7 @@ import yaml
 from ..core.errors import Collector
 from ..core.nat64 import Nat64Prefix
 
-DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.?$")
+DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.?\Z")
 
 
 @dataclass(frozen=True)
