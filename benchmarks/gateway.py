@@ -64,7 +64,7 @@ def realistic_policies() -> list[dict]:
     for name, cidrs in (("z0", ["198.51.100.0/24"]), ("z1", ["203.0.113.0/24", "198.51.100.0/25"]),
                         ("dmz", ["192.0.2.0/24", "198.51.100.0/24"])):
         pols.append({"kind": "SecurityZonePolicy", "metadata": {"name": name, "namespace": "bench"}, "spec": {
-            "zones": [name], "defaultAction": {"egress": "Deny"},
+            "zones": [name], "priority": 100, "defaultAction": {"egress": "Deny"}, "ingress": [],
             "egress": [{"name": "web", "action": "Allow", "to": [{"nat64": {"cidrs": cidrs}}],
                         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80},
                                   {"protocol": "TCP", "port": IPERF_PORT}, {"protocol": "UDP", "port": 53}]}]}})
@@ -84,11 +84,11 @@ def many_rules(n_rules: int, pod_last: bool = True) -> tuple[list, list]:
             rules.append({"name": f"r{r}", "action": "Allow", "to": [{"nat64": {"cidrs": [str(net)]}}],
                           "ports": [{"protocol": "TCP", "port": rnd.randrange(1, 60000)}]})
         pols.append({"kind": "SecurityZonePolicy", "metadata": {"name": f"p{p}", "namespace": "bench"},
-                     "spec": {"zones": [f"z{p % 50}"], "priority": 100, "egress": rules}})
+                     "spec": {"zones": [f"z{p % 50}"], "priority": 100, "ingress": [], "egress": rules}})
         count += 10
         p += 1
     pols.append({"kind": "SecurityZonePolicy", "metadata": {"name": "pod", "namespace": "bench"}, "spec": {
-        "zones": ["dmz"], "priority": 999,
+        "zones": ["dmz"], "priority": 999, "ingress": [],
         "egress": [{"name": "iperf", "action": "Allow", "to": [{"nat64": {"cidrs": ["192.0.2.0/24"]}}],
                     "ports": [{"protocol": "TCP", "port": IPERF_PORT}]}]}})
     rules = list(compile_objects(pols, reg, CONFIG.nat64).for_gateway())
@@ -105,16 +105,17 @@ def worst_case_rules(n_rules: int) -> tuple[list, list]:
     zones.append({"kind": "SecurityZone", "metadata": {"name": "dmz"}, "spec": {"id": POD_ZONE}})
     reg = ZoneRegistry.from_objects(CONFIG.layout, zones)
     pols = [{"kind": "SecurityZonePolicy", "metadata": {"name": f"a{i}", "namespace": "bench"},
-             "spec": {"zones": [f"a{i}"], "defaultAction": {"egress": "Deny"}}} for i in range(50)]
+             "spec": {"zones": [f"a{i}"], "priority": 100, "defaultAction": {"egress": "Deny"}, "ingress": [],
+                      "egress": []}} for i in range(50)]
     egress = [{"name": f"r{i}", "action": "Allow",
                "to": [{"nat64": {"cidrs": [str(IPv4Network((rnd.randrange(0, 2**32) & 0xFFFFFF00, 24)))]}}],
                "ports": [{"protocol": "TCP", "port": rnd.randrange(6000, 60000)}]} for i in range(n_rules - 1)]
     egress.append({"name": "iperf", "action": "Allow", "to": [{"nat64": {"cidrs": ["192.0.2.0/24"]}}],
                    "ports": [{"protocol": "TCP", "port": IPERF_PORT}]})
     pols.append({"kind": "SecurityZonePolicy", "metadata": {"name": "pod", "namespace": "bench"},
-                 "spec": {"zones": ["dmz"], "egress": egress}})
+                 "spec": {"zones": ["dmz"], "priority": 100, "ingress": [], "egress": egress}})
     rules = compile_objects(pols, reg, CONFIG.nat64).for_gateway()
-    dmz = [r for r in rules if r.zone == "dmz"]
+    dmz = [r for r in rules if r.zone == "dmz" and not r.is_default]  # the zone's default Deny comes after
     assert len(dmz) == n_rules and dmz[-1].port_min == IPERF_PORT, "the matching rule must be the last one"
     return list(rules), zones
 

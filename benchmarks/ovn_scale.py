@@ -299,7 +299,7 @@ def run_one(approach: str, n_pods: int, nodes: int, events: int, singles: int, c
 
 
 def extra_rule(zones: ZoneRegistry) -> Rule:
-    return Rule(id="rbenchextra00001", policy="bench/extra", zone="dmz", direction="egress", action="allow",
+    return Rule(id="rbe0c0000000000a", policy="bench/extra", zone="dmz", direction="egress", action="allow",
                 order=1, src=zones.match("dmz"), dst=zones.match("db"), protocol="tcp", port_min=5432, port_max=5432,
                 name="dmz-to-db")
 

@@ -82,9 +82,9 @@ def world(kube: Kube) -> Iterator[dict[str, Any]]:
         "spec": {"id": zone_id, "namespaces": [w["allowed"]]}})
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, "securityzonepolicies", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "SecurityZonePolicy", "metadata": {"name": w["policy"]},
-        "spec": {"zones": [w["zone"]], "priority": 900, "defaultAction": {"ingress": "Deny"},
+        "spec": {"zones": [w["zone"]], "priority": 900, "defaultAction": {"ingress": "Deny", "egress": "Allow"},
                  "ingress": [{"name": "same-zone", "action": "Allow", "from": [{"zone": w["zone"]}],
-                              "ports": [{"protocol": "TCP", "port": 8080}]}]}})
+                              "ports": [{"protocol": "TCP", "port": 8080}]}], "egress": []}})
     try:
         yield w
     finally:
@@ -173,7 +173,8 @@ def test_tenant_may_not_govern_a_foreign_zone(kube: Kube, world) -> None:
     with pytest.raises(kube.ApiException) as err:
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, world["denied"], "securityzonepolicies", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "SecurityZonePolicy", "metadata": {"name": "grab"},
-            "spec": {"zones": [world["zone"]], "defaultAction": {"ingress": "Allow"}}})
+            "spec": {"zones": [world["zone"]], "priority": 900, "defaultAction": {"ingress": "Allow"},
+                     "ingress": [], "egress": []}})
     assert err.value.status == 403 and "may not place pods in zone" in err.value.body
 
 

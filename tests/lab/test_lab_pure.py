@@ -83,7 +83,7 @@ def test_a_policy_change_changes_the_expectation(compiled, topo):
     """Expectations are computed from the rules, so a new rule flips exactly its cell."""
     docs = of_kind(load_documents([EXAMPLES / "policies.yaml"]), "SecurityZonePolicy")
     db = next(d for d in docs if d["metadata"]["name"] == "db")
-    db = {**db, "spec": {**db["spec"], "egress": [{"name": "dns", "action": "Allow", "to": [{"nat64": {}}],
+    db = {**db, "spec": {**db["spec"], "egress": [{"name": "dns", "action": "Allow", "to": [{"nat64": {"any": True}}],
                                                    "ports": [{"protocol": "UDP", "port": 53}]}]}}
     rules = compile_objects([d for d in docs if d is not db and d["metadata"]["name"] != "db"] + [db],
                             compiled.registry, compiled.config.nat64)

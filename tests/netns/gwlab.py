@@ -46,18 +46,24 @@ kind: SecurityZonePolicy
 metadata: {name: internet, namespace: t}
 spec:
   zones: [dmz, web, api]
+  priority: 500
   defaultAction: {egress: Deny}
+  ingress: []
   egress:
     - name: lab-server
       action: Allow
       to: [{nat64: {cidrs: [192.0.2.0/24]}}]
-      ports: [{protocol: TCP, port: 8080}, {protocol: UDP, port: 8053}, {protocol: ICMPv6, icmpType: 128}]
+      ports: [{protocol: TCP, port: 8080, endPort: 8080}, {protocol: UDP, port: 8053, endPort: 8053},
+              {protocol: ICMPv6, icmpType: 128}]
 ---
 kind: SecurityZonePolicy
 metadata: {name: db, namespace: t}
 spec:
   zones: [db]
+  priority: 500
   defaultAction: {egress: Deny}
+  ingress: []
+  egress: []
 """
 # pods: one per zone; "batch" has no policy at all; "rogue" carries a zone id nobody defined
 POD_ZONES = {"dmz": 0x2000, "web": 0x2100, "api": 0x2200, "db": 0x3000, "batch": 0x3100, "rogue": 0x4000}

@@ -37,23 +37,22 @@ def random_inputs(seed: int, cluster: str, offset: int, prefix: str, n_zones: in
     for p in range(n_policies):
         rules = []
         for r in range(rnd.randrange(1, 6)):
-            proto = rnd.choice(["TCP", "UDP", "SCTP", "ICMPv6", None])
+            proto = rnd.choice(["TCP", "UDP", "SCTP", "ICMPv6", "Any"])
+            action = rnd.choice(["Allow", "Deny"])
             port = {"protocol": proto}
             if proto == "ICMPv6":
                 port["icmpType"] = rnd.choice([128, 1, 3])
-            elif proto:
+            elif proto != "Any":
                 port["port"] = rnd.randrange(1, 60000)
-                if rnd.random() < 0.3:
-                    port["endPort"] = port["port"] + rnd.randrange(1, 100)
+                if rnd.random() < 0.3 or action == "Deny":
+                    port["endPort"] = port["port"] + rnd.randrange(0, 100)
             cidrs = [str(IPv4Network((rnd.randrange(0, 2**32) & ~((1 << (32 - l)) - 1), l)))
                      for l in rnd.sample([8, 16, 24, 28, 32], 2)]
-            rule = {"name": f"r{r}", "action": rnd.choice(["Allow", "Deny"]), "to": [{"nat64": {"cidrs": cidrs}}]}
-            if proto:
-                rule["ports"] = [port]
-            rules.append(rule)
+            rules.append({"name": f"r{r}", "action": action, "to": [{"nat64": {"cidrs": cidrs}}], "ports": [port]})
         policies.append({"kind": "SecurityZonePolicy", "metadata": {"name": f"p{p}", "namespace": "t"},
                          "spec": {"zones": rnd.sample(names, 2), "priority": rnd.randrange(0, 999),
-                                  "defaultAction": {"egress": rnd.choice(["Allow", "Deny"])}, "egress": rules}})
+                                  "defaultAction": {"egress": rnd.choice(["Allow", "Deny"])}, "ingress": [],
+                                  "egress": rules}})
     rules = compile_objects(policies, reg, cfg.nat64)
     zm = [ip6tables.ZoneMatch(z.name, reg.match(z.name)) for z in reg]
     marks = [ip6tables.ZoneMark(z.name, reg.match(z.name), (i + 1) << 16, 0xFF0000) for i, z in enumerate(list(reg)[:3])]

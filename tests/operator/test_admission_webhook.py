@@ -134,7 +134,8 @@ def test_admission_latency_is_measured(ctl, tls_files, engine):
 def _policy(namespace: str, zones: list[str], priority: int = 500) -> dict:
     return {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
             "metadata": {"name": "p", "namespace": namespace, "generation": 1},
-            "spec": {"zones": zones, "priority": priority, "defaultAction": {"ingress": "Deny"}}}
+            "spec": {"zones": zones, "priority": priority, "defaultAction": {"ingress": "Deny"}, "ingress": [],
+                     "egress": []}}
 
 
 def test_policy_authority(ctl, tls_files):

@@ -154,8 +154,9 @@ def test_delete_and_revoked_authority_leave_the_document(ic: IC) -> None:
     ps = create_all(ic)
     tenant = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
               "metadata": {"name": "web-own", "namespace": "web-apps", "generation": 1, "uid": "uid-t"},
-              "spec": {"zones": ["web"], "priority": 600,
-                       "ingress": [{"name": "metrics", "action": "Allow", "ports": [{"protocol": "TCP", "port": 9100}]}]}}
+              "spec": {"zones": ["web"], "priority": 600, "egress": [],
+                       "ingress": [{"name": "metrics", "action": "Allow", "from": [{"any": True}],
+                                    "ports": [{"protocol": "TCP", "port": 9100}]}]}}
     run(call(ic.ctl.policy_changed, tenant))
     assert "web-apps/web-own" in {r.policy for r in ic.doc().complete}
     # the zone stops allowing web-apps: the policy's rules leave the document (and are not kept)

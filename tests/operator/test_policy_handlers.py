@@ -208,14 +208,15 @@ def test_tenant_authority_enforced_and_revoked(env: Env) -> None:
     create_all(env)
     tenant = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
               "metadata": {"name": "web-own", "namespace": "web-apps", "generation": 1, "uid": "uid-t"},
-              "spec": {"zones": ["web"], "priority": 600,
-                       "ingress": [{"name": "metrics", "action": "Allow", "ports": [{"protocol": "TCP", "port": 9100}]}]}}
+              "spec": {"zones": ["web"], "priority": 600, "egress": [],
+                       "ingress": [{"name": "metrics", "action": "Allow", "from": [{"any": True}],
+                                    "ports": [{"protocol": "TCP", "port": 9100}]}]}}
     escalate = copy.deepcopy(tenant)
     escalate["metadata"].update(name="db-open", uid="uid-e")
     escalate["spec"]["zones"] = ["db"]
     run(call(env.ctl.policy_changed, tenant))
     h = run(call(env.ctl.policy_changed, escalate))
-    assert condition(tenant, "Ready")["status"] == "True" and len(env.acls("web-apps/web-own")) == 1
+    assert condition(tenant, "Ready")["status"] == "True" and len(env.acls("web-apps/web-own")) == 3  # + 2 defaults
     assert condition(escalate, "Compiled")["reason"] == "Unauthorized"
     assert "may not place pods in zone 'db'" in condition(escalate, "Compiled")["message"]
     assert "Unauthorized" in h.reasons() and env.acls("web-apps/db-open") == []
@@ -320,10 +321,11 @@ def test_namespace_label_change_revokes_a_selector_granted_policy(env: Env) -> N
     run(call(ctl.namespace_changed, edge, type=None))  # initial listing: nothing to recheck
     tenant = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
               "metadata": {"name": "edge-dmz", "namespace": "edge", "generation": 1, "uid": "uid-edge"},
-              "spec": {"zones": ["dmz"], "priority": 700, "egress": [{"name": "dns", "action": "Allow",
-                                                                      "ports": [{"protocol": "UDP", "port": 53}]}]}}
+              "spec": {"zones": ["dmz"], "priority": 700, "ingress": [],
+                       "egress": [{"name": "dns", "action": "Allow", "to": [{"any": True}],
+                                   "ports": [{"protocol": "UDP", "port": 53}]}]}}
     run(call(ctl.policy_changed, tenant))
-    assert condition(tenant, "Ready")["status"] == "True" and len(env.acls("edge/edge-dmz")) == 1
+    assert condition(tenant, "Ready")["status"] == "True" and len(env.acls("edge/edge-dmz")) == 3  # + 2 defaults
     assert ctl.rec.dirty == set()
     del edge["metadata"]["labels"]["zonectl.io/zone-dmz"]
     run(call(ctl.namespace_changed, edge, type="MODIFIED"))
@@ -340,8 +342,9 @@ def test_restart_resumes_without_reordering(env: Env, op_config) -> None:
     ps = create_all(env)
     guard = {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",  # a second policy on zone dmz
              "metadata": {"name": "dmz-guard", "namespace": "zonectl-system", "generation": 1, "uid": "uid-g"},
-             "spec": {"zones": ["dmz"], "priority": 50,
-                      "egress": [{"name": "no-db", "action": "Deny", "to": [{"zone": "db"}]}]}}
+             "spec": {"zones": ["dmz"], "priority": 50, "ingress": [],
+                      "egress": [{"name": "no-db", "action": "Deny", "to": [{"zone": "db", "scope": "Cluster"}],
+                                  "ports": [{"protocol": "Any"}]}]}}
     run(call(env.ctl.policy_changed, guard))
     before = {(r["uuid"], r["priority"], r["match"]) for r in acl_rows(env.nbctl)}
     broken = copy.deepcopy(ps["db"])

@@ -19,10 +19,11 @@ from zonectl.render import ovn_match as om
 GOLDEN = Path(__file__).parent / "golden" / "ovn_acls.json"
 DMZ = AddrMatch.parse("fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::")
 WEB = AddrMatch.parse("fd00:10:244:0:2100::/ffff:ffff:ffff:0:ffff::")
+R1, R2 = "r000000000000001", "r000000000000002"  # the form of a compiled rule id (r + 15 hex digits)
 
 
 def _rule(**kw) -> Rule:
-    base = dict(id="r1", policy="ns/p", zone="dmz", direction="egress", action="allow", order=1, src=DMZ, dst=WEB)
+    base = dict(id=R1, policy="ns/p", zone="dmz", direction="egress", action="allow", order=1, src=DMZ, dst=WEB)
     base.update(kw)
     return Rule(**base)
 
@@ -59,17 +60,17 @@ def test_rule_match(kw, match) -> None:
 def test_directions_actions_and_owner_keys() -> None:
     s = om.AclSettings()
     egress = om.render_rule(_rule(), 1500, s)
-    ingress = om.render_rule(_rule(direction="ingress", action="deny", id="r2"), 1400, s)
+    ingress = om.render_rule(_rule(direction="ingress", action="deny", id=R2), 1400, s)
     assert (egress["direction"], egress["action"]) == ("from-lport", "allow-related")
     assert (ingress["direction"], ingress["action"]) == ("to-lport", "drop")
     ids = egress["external_ids"]
     assert ids[om.OWNER_CONTROLLER_KEY] == "zonectl"
-    assert ids[om.POLICY_KEY] == "ns/p" and ids[om.RULE_KEY] == "r1"
-    assert ids[om.PRIMARY_ID_KEY] == "zonectl:SecurityZonePolicy:r1"
+    assert ids[om.POLICY_KEY] == "ns/p" and ids[om.RULE_KEY] == R1
+    assert ids[om.PRIMARY_ID_KEY] == f"zonectl:SecurityZonePolicy:{R1}"
     assert "tier" not in egress  # no tier column unless the schema has one
     tiered = om.render_rule(_rule(), 1500, om.AclSettings(tier=1, allow_action="pass"))
     assert tiered["tier"] == 1 and tiered["action"] == "pass"
-    assert om.acl_key(ids) == "r1"
+    assert om.acl_key(ids) == R1
     assert om.acl_key({om.OWNER_CONTROLLER_KEY: "default-network-controller"}) is None
 
 

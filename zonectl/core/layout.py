@@ -264,8 +264,10 @@ class Layout:
     def check_node(self, node: IPv6Network | str) -> IPv6Network:
         try:
             net = IPv6Network(node)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise ValidationError(f"node CIDR {node!r}: {exc}") from None
+        if net.network_address.scope_id is not None:
+            raise ValidationError(f"node CIDR {node!r} has a %scope")
         if net.prefixlen != self.node_prefix_len:
             raise ValidationError(f"node CIDR {net} is not a /{self.node_prefix_len}")
         if not net.subnet_of(self.cluster):

@@ -208,7 +208,7 @@ def parse_zone(body: Mapping[str, Any], layout: Layout) -> Zone:
     return Zone(name, zid, tuple(namespaces), selector, egress, description)
 
 
-def _not_unicast(addr: IPv4Address) -> str | None:
+def not_unicast(addr: IPv4Address) -> str | None:
     """Why an address cannot be a zone's public source address (None: it can)."""
     for test, why in ((addr.is_unspecified, "unspecified"), (addr.is_loopback, "loopback"),
                       (addr.is_multicast, "multicast"), (addr.is_link_local, "link-local"),
@@ -239,10 +239,10 @@ def _parse_egress(body: Any, errs: Collector) -> ZoneEgress | None:
         return None
     if pool.num_addresses < 4:
         errs.add("spec.egress.pool", f"{pool} is too small for a Tayga pool (at least a /30)")
-    bad = _not_unicast(pool.network_address) or _not_unicast(pool.broadcast_address)
+    bad = not_unicast(pool.network_address) or not_unicast(pool.broadcast_address)
     if bad:
         errs.add("spec.egress.pool", f"{pool} is {bad}: a Tayga pool must be unicast IPv4")
-    bad = _not_unicast(address)
+    bad = not_unicast(address)
     if bad:
         errs.add("spec.egress.address", f"{address} is {bad}: the zone's traffic must leave with a unicast address")
     elif address in pool:

@@ -26,13 +26,15 @@ module checks they fit together (disjoint pools, enough mark values, addresses o
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any, Mapping
 
-from ..core.errors import Collector, ValidationError
-from ..core.zones import ZoneRegistry
+from ..core import fields as f
+from ..core.errors import Collector
+from ..core.zones import ZoneRegistry, not_unicast
 from ..render.tayga import StaticMap, TaygaVersion
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
@@ -92,121 +94,180 @@ class GatewayConfig:
     restart: RestartSettings = field(default_factory=RestartSettings)
 
 
-_KEYS = {"uplink", "stateDir", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart"}
+_KEYS = ("uplink", "stateDir", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart")
+PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*")
+BINARY_RE = re.compile(r"[A-Za-z0-9._/+-]+")
+LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]*)\]|(?P<v4>[0-9.]*)):(?P<port>[0-9]{1,5})")
+# Directories that hold the system, not a daemon's state: a gateway writing (and cleaning) its files there
+# could clobber what belongs to others. Subdirectories of the /var ones are fine (/var/lib/zonectl).
+SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
+    "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/run",
+    "/var/log", "/var/tmp", "/var/cache", "/var/spool", "/var/mail", "/usr/bin", "/usr/sbin", "/usr/lib",
+    "/usr/lib64", "/usr/local", "/usr/share", "/usr/include", "/usr/libexec", "/usr/local/bin", "/usr/local/lib",
+})
+UNDER_SYSTEM = ("/proc/", "/sys/", "/dev/", "/boot/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/usr/bin/", "/usr/sbin/")
 
 
-def _get(body: Mapping[str, Any], key: str, path: str, errs: Collector, kind: type | tuple, default: Any) -> Any:
-    value = body.get(key, default)
-    if value is None or isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float)):
-        return value
-    errs.add(f"{path}.{key}", f"{value!r} must be {getattr(kind, '__name__', kind)}")
-    return default
+def check_state_dir(value: Any, path: str, errs: Collector) -> str | None:
+    """An absolute, normalised path of plain characters that is not a system directory."""
+    text = f.string(value, path, errs, pattern=PATH_RE, max_len=200,
+                    what="an absolute path of letters, digits and . _ / - (e.g. /var/lib/zonectl/gateway)")
+    if text is None:
+        return None
+    if text != posixpath.normpath(text) or "/../" in text + "/" or text.startswith("//"):
+        errs.add(path, f"{text!r} must be a normalised path (no '..', '//', '.' parts or trailing '/')")
+        return None
+    if text in SYSTEM_DIRS or text.startswith(UNDER_SYSTEM):
+        errs.add(path, f"{text!r} is a system directory; use a directory of the gateway's own, "
+                       "e.g. /var/lib/zonectl/gateway")
+        return None
+    return text
 
 
-def _parse(ctor, value: Any, path: str, errs: Collector, what: str):
-    if value is None:
+def check_listen(value: Any, path: str, errs: Collector) -> str | None:
+    """``HOST:PORT`` with an IP literal (IPv6 in brackets) or an empty host, and a port from 1 to 65535."""
+    text = f.string(value, path, errs, max_len=64, what="HOST:PORT")
+    m = LISTEN_RE.fullmatch(text) if text is not None else None
+    if text is not None and m is None:
+        errs.add(path, f"{f.short(text)} must be HOST:PORT, e.g. [::1]:9464 or 127.0.0.1:9464, or null to disable")
+        return None
+    if m is None:
         return None
     try:
-        return ctor(str(value))
+        if m["v6"] is not None:
+            IPv6Address(m["v6"])
+        elif m["v4"]:
+            IPv4Address(m["v4"])
     except ValueError as exc:
-        errs.add(path, f"{value!r} is not {what}: {exc}")
+        errs.add(path, f"{text!r}: the host is not an IP address ({exc})")
         return None
+    if not 1 <= int(m["port"]) <= 65535:
+        errs.add(path, f"{text!r}: port {int(m['port'])} is not from 1 to 65535")
+        return None
+    return text
+
+
+def _ifname(value: Any, path: str, errs: Collector, max_len: int = 15) -> str | None:
+    name = f.string(value, path, errs, pattern=IFNAME_RE, max_len=max_len,
+                    what=f"an interface name (1-{max_len} of A-Z a-z 0-9 _ . -)")
+    if name in (".", "..", "lo"):
+        errs.add(path, f"{name!r} cannot be used here")
+        return None
+    return name
+
+
+def _pool(value: Any, path: str, errs: Collector) -> IPv4Network | None:
+    pool = f.address(value, path, errs, IPv4Network, "an IPv4 CIDR")
+    if pool is None:
+        return None
+    bad = not_unicast(pool.network_address) or not_unicast(pool.broadcast_address)
+    if bad:
+        errs.add(path, f"{pool} is {bad}: a Tayga pool must be unicast IPv4")
+        return None
+    if pool.prefixlen > 30:
+        errs.add(path, f"{pool} is too small (at least a /30)")
+        return None
+    return pool
+
+
+def _static_maps(value: Any, pool: IPv4Network | None, errs: Collector) -> list[StaticMap]:
+    maps: list[StaticMap] = []
+    if value is None:
+        return maps
+    if not isinstance(value, list):
+        errs.add("gateway.staticMaps", f"must be a list of {{ipv4, ipv6}}, not {f.type_name(value)}")
+        return maps
+    for i, m in enumerate(value):
+        p = f"gateway.staticMaps[{i}]"
+        body = f.mapping(m, p, errs, ("ipv4", "ipv6"), what="{ipv4: A.B.C.D, ipv6: X::Y}")
+        if body is None:
+            continue
+        v4 = f.address(body.get("ipv4"), f"{p}.ipv4", errs, IPv4Address, "an IPv4 address")
+        v6 = f.address(body.get("ipv6"), f"{p}.ipv6", errs, IPv6Address, "an IPv6 address")
+        if v4 is not None and pool is not None and v4 in pool:
+            errs.add(f"{p}.ipv4", f"{v4} is inside the dynamic pool {pool}: Tayga could also hand it out to a pod")
+        elif v4 is not None and (bad := not_unicast(v4)):
+            errs.add(f"{p}.ipv4", f"{v4} is {bad}")
+        elif v4 is not None and v6 is not None:
+            maps.append(StaticMap(v4, v6))
+    return maps
 
 
 def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     """The gateway section as a GatewayConfig; a ValidationError lists every bad field with its path."""
-    body = body or {}
     errs = Collector()
-    if not isinstance(body, Mapping):
-        raise ValidationError("gateway: must be a mapping", source="config")
-    unknown = set(body) - _KEYS
-    if unknown:
-        errs.add("gateway", f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})")
-    uplink = body.get("uplink")
-    if not isinstance(uplink, str) or not IFNAME_RE.match(uplink):
-        errs.add("gateway.uplink", f"{uplink!r}: required, the IPv4 uplink interface name (1-15 characters)")
-    state_dir = _get(body, "stateDir", "gateway", errs, str, GatewayConfig.state_dir)
-    if isinstance(state_dir, str) and (not state_dir.startswith("/") or re.search(r"[\s#]", state_dir)):
-        errs.add("gateway.stateDir", f"{state_dir!r} must be an absolute path without spaces or '#'")
+    body = {} if body is None else f.mapping(body, "gateway", errs, _KEYS)
+    if body is None:
+        errs.raise_if_any("config")
+    assert body is not None
+    uplink = _ifname(body.get("uplink"), "gateway.uplink", errs)
+    state_dir = check_state_dir(body.get("stateDir", GatewayConfig.state_dir), "gateway.stateDir", errs)
 
-    t = errs.section(body, "tayga", "gateway.tayga", {"binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"})
+    t = f.optional_mapping(body, "tayga", "gateway.tayga", errs,
+                           ("binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"))
     version = None
     if t.get("version") not in (None, "auto"):
-        version = _parse(TaygaVersion.parse, t["version"], "gateway.tayga.version", errs, "a Tayga version")
-    tun = _get(t, "tun", "gateway.tayga", errs, str, "zt64")
-    if isinstance(tun, str) and (not IFNAME_RE.match(tun) or len(tun) > 10):
-        errs.add("gateway.tayga.tun", f"{tun!r} must be 1-10 characters (zone instances append -<id>)")
-    pool = _parse(IPv4Network, t.get("pool", str(DEFAULT_POOL)), "gateway.tayga.pool", errs, "an IPv4 CIDR")
-    tayga = TaygaSettings(
-        binary=_get(t, "binary", "gateway.tayga", errs, str, "tayga"),
-        version=version,
-        tun=tun if isinstance(tun, str) else "zt64",
-        pool=pool or DEFAULT_POOL,
-        ipv4_address=_parse(IPv4Address, t.get("ipv4Address"), "gateway.tayga.ipv4Address", errs, "an IPv4 address"),
-        ipv6_address=_parse(IPv6Address, t.get("ipv6Address"), "gateway.tayga.ipv6Address", errs, "an IPv6 address"),
-    )
-    if pool is not None and pool.prefixlen > 30:
-        errs.add("gateway.tayga.pool", f"{pool} is too small (at least a /30)")
-    if pool is not None and tayga.ipv4_address is not None and tayga.ipv4_address not in pool:
-        errs.add("gateway.tayga.ipv4Address", f"{tayga.ipv4_address} is outside the pool {pool}")
+        text = f.string(t["version"], "gateway.tayga.version", errs, max_len=20, what="a Tayga version string or auto")
+        try:
+            version = TaygaVersion.parse(text) if text is not None else None
+        except ValueError as exc:
+            errs.add("gateway.tayga.version", str(exc))
+    tun = _ifname(t.get("tun", "zt64"), "gateway.tayga.tun", errs, max_len=10)  # zone instances append -<id>
+    pool = _pool(t.get("pool", str(DEFAULT_POOL)), "gateway.tayga.pool", errs)
+    binary = f.string(t.get("binary", "tayga"), "gateway.tayga.binary", errs, pattern=BINARY_RE, max_len=256,
+                      what="a program name or path (letters, digits and . _ / + -)")
+    ipv4 = f.address(t["ipv4Address"], "gateway.tayga.ipv4Address", errs, IPv4Address, "an IPv4 address") \
+        if t.get("ipv4Address") is not None else None
+    ipv6 = f.address(t["ipv6Address"], "gateway.tayga.ipv6Address", errs, IPv6Address, "an IPv6 address") \
+        if t.get("ipv6Address") is not None else None
+    if pool is not None and ipv4 is not None and ipv4 not in pool:
+        errs.add("gateway.tayga.ipv4Address", f"{ipv4} is outside the pool {pool}")
+    tayga = TaygaSettings(binary=binary or "tayga", version=version, tun=tun or "zt64", pool=pool or DEFAULT_POOL,
+                          ipv4_address=ipv4, ipv6_address=ipv6)
 
-    maps: list[StaticMap] = []
-    raw_maps = body.get("staticMaps") or []
-    if not isinstance(raw_maps, list):
-        errs.add("gateway.staticMaps", "must be a list of {ipv4, ipv6}")
-        raw_maps = []
-    for i, m in enumerate(raw_maps):
-        p = f"gateway.staticMaps[{i}]"
-        if not isinstance(m, Mapping) or set(m) != {"ipv4", "ipv6"}:
-            errs.add(p, "must be {ipv4: A.B.C.D, ipv6: X::Y}")
-            continue
-        v4 = _parse(IPv4Address, m["ipv4"], f"{p}.ipv4", errs, "an IPv4 address")
-        v6 = _parse(IPv6Address, m["ipv6"], f"{p}.ipv6", errs, "an IPv6 address")
-        if v4 and v6:
-            maps.append(StaticMap(v4, v6))
-
+    maps = _static_maps(body.get("staticMaps"), pool, errs)
     dests: list[IPv4Network] = []
-    for i, d in enumerate(body.get("destinations") or []):
-        net = _parse(IPv4Network, d, f"gateway.destinations[{i}]", errs, "an IPv4 CIDR")
-        if net:
-            dests.append(net)
+    if body.get("destinations") is not None:
+        raw = body["destinations"]
+        if not isinstance(raw, list):
+            errs.add("gateway.destinations", f"must be a list of IPv4 CIDRs, not {f.type_name(raw)}")
+            raw = []
+        for i, d in enumerate(raw):
+            net = f.address(d, f"gateway.destinations[{i}]", errs, IPv4Network, "an IPv4 CIDR")
+            if net is not None:
+                dests.append(net)
 
-    mk = errs.section(body, "marks", "gateway.marks", {"mask"})
+    mk = f.optional_mapping(body, "marks", "gateway.marks", errs, ("mask",))
     mask = mk.get("mask", MarkSettings.mask)
-    if isinstance(mask, str):
-        mask = _parse(lambda s: int(s, 0), mask, "gateway.marks.mask", errs, "an integer") or 0
-    if not isinstance(mask, int) or not 0 < mask < 2**32:
-        errs.add("gateway.marks.mask", f"{mask!r} must be a non-zero 32-bit mask, e.g. 0x00ff0000")
+    if isinstance(mask, str) and re.fullmatch(r"0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10}", mask):
+        mask = int(mask, 0)
+    if isinstance(mask, bool) or not isinstance(mask, int) or not 0 < mask < 2**32:
+        errs.add("gateway.marks.mask", f"{f.short(mask)} must be a non-zero 32-bit mask, e.g. 0x00ff0000")
         mask = MarkSettings.mask
     elif (mask >> MarkSettings(mask).shift) & ((mask >> MarkSettings(mask).shift) + 1):
         errs.add("gateway.marks.mask", f"{mask:#x} must be one contiguous run of bits")
 
-    rt = errs.section(body, "routing", "gateway.routing", {"tableBase", "rulePriority"})
-    routing = RoutingSettings(
-        table_base=_get(rt, "tableBase", "gateway.routing", errs, int, 4200),
-        rule_priority=_get(rt, "rulePriority", "gateway.routing", errs, int, 4200),
-    )
-    if not 256 <= routing.table_base < 2**31:
-        errs.add("gateway.routing.tableBase", f"{routing.table_base} must be from 256 (above main/local) to 2^31")
-    if not 1 <= routing.rule_priority < 32766:
-        errs.add("gateway.routing.rulePriority", f"{routing.rule_priority} must be from 1 to 32765 (before main)")
+    rt = f.optional_mapping(body, "routing", "gateway.routing", errs, ("tableBase", "rulePriority"))
+    table_base = f.integer(rt.get("tableBase", 4200), "gateway.routing.tableBase", errs, 256, 2**31 - 1)
+    rule_priority = f.integer(rt.get("rulePriority", 4200), "gateway.routing.rulePriority", errs, 1, 32765)
+    routing = RoutingSettings(table_base or 4200, rule_priority or 4200)
 
-    me = errs.section(body, "metrics", "gateway.metrics", {"listen"})
+    me = f.optional_mapping(body, "metrics", "gateway.metrics", errs, ("listen",))
     listen = me.get("listen", "[::]:9464")
-    if listen is not None and (not isinstance(listen, str) or not re.fullmatch(r"(\[[0-9a-fA-F:.]*\]|[0-9.]*):\d{1,5}", listen)):
-        errs.add("gateway.metrics.listen", f"{listen!r} must be HOST:PORT, e.g. [::]:9464, or null to disable")
+    if listen is not None:
+        listen = check_listen(listen, "gateway.metrics.listen", errs)
 
-    rs = errs.section(body, "restart", "gateway.restart", {"initialDelay", "maxDelay"})
-    restart = RestartSettings(
-        initial_delay=float(_get(rs, "initialDelay", "gateway.restart", errs, (int, float), 0.2)),
-        max_delay=float(_get(rs, "maxDelay", "gateway.restart", errs, (int, float), 30.0)),
-    )
-    if not 0 < restart.initial_delay <= restart.max_delay:
-        errs.add("gateway.restart", "need 0 < initialDelay <= maxDelay")
+    rs = f.optional_mapping(body, "restart", "gateway.restart", errs, ("initialDelay", "maxDelay"))
+    initial = f.number(rs.get("initialDelay", 0.2), "gateway.restart.initialDelay", errs, 0.001, 3600)
+    max_delay = f.number(rs.get("maxDelay", 30.0), "gateway.restart.maxDelay", errs, 0.001, 3600)
+    if initial is not None and max_delay is not None and initial > max_delay:
+        errs.add("gateway.restart", "need initialDelay <= maxDelay")
 
     errs.raise_if_any("config")
+    assert uplink is not None and state_dir is not None and initial is not None and max_delay is not None
     return GatewayConfig(
-        uplink=str(uplink),
+        uplink=uplink,
         state_dir=state_dir,
         tayga=tayga,
         static_maps=tuple(maps),
@@ -214,7 +275,7 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         marks=MarkSettings(mask),
         routing=routing,
         metrics_listen=listen,
-        restart=restart,
+        restart=RestartSettings(initial, max_delay),
     )
 
 
@@ -239,4 +300,9 @@ def check_zone_egress(cfg: GatewayConfig, registry: ZoneRegistry) -> None:
         owners.append((f"zone {z.name}", pool))
         if addr in pool or addr in cfg.tayga.pool:
             errs.add(f"{where}.address", f"{addr} is inside a Tayga pool; the egress address must be routable outside")
+        for i, m in enumerate(cfg.static_maps):
+            if m.ipv4 in pool:
+                errs.add(f"gateway.staticMaps[{i}].ipv4", f"{m.ipv4} is inside zone {z.name}'s pool {pool}")
+            if m.ipv4 == addr:
+                errs.add(f"{where}.address", f"{addr} is also the IPv4 side of gateway.staticMaps[{i}]")
     errs.raise_if_any("gateway")

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Any, Mapping
 
 import yaml
 
+from ..core import fields
 from ..core.errors import Collector
 from ..core.nat64 import Nat64Prefix
+from . import checks
 
-DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.?\Z")
+DOMAIN_RE = re.compile(r"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.?")
 
 
 @dataclass(frozen=True)
@@ -34,36 +37,87 @@ class DnsConfig:
     configmap: str = "coredns"
 
 
+DNS_KEYS = ("clusterDomain", "upstreams", "nativeZones", "translateAll", "cacheSeconds", "namespace", "configMap")
+UPSTREAM_SCHEMES = ("", "dns://", "tls://")
+
+
+def check_upstream(value: Any) -> str | None:
+    """Why ``value`` is not a resolver CoreDNS's ``forward`` takes (None: it is): an IP address with an
+    optional port (``[v6]:port``), optionally ``dns://`` or ``tls://``, or a resolv.conf path."""
+    if not isinstance(value, str):
+        return f"must be a string, not {fields.type_name(value)}"
+    if value.startswith("/"):
+        return None if checks.PATH.fullmatch(value) else f"{fields.short(value)} is not a plain absolute path"
+    scheme = next(s for s in reversed(UPSTREAM_SCHEMES) if value.startswith(s))
+    host, port = value[len(scheme):], None
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([0-9.]+)(?::([0-9]{1,5}))?|([0-9A-Fa-f:.]+)", host)
+    if m is None:
+        return f"{fields.short(value)} is not an IP address (with an optional :port), dns:// or tls:// one, or a path"
+    addr, port = (m[1], m[2]) if m[1] else (m[3], m[4]) if m[3] else (m[5], None)
+    try:
+        ip_address(addr)
+    except ValueError:
+        return f"{fields.short(value)}: {addr!r} is not an IP address"
+    if port is not None and not 1 <= int(port) <= 65535:
+        return f"{fields.short(value)}: port {int(port)} is not from 1 to 65535"
+    return None
+
+
 def parse_dns(body: Mapping[str, Any] | None) -> DnsConfig:
     """DnsConfig from the config's ``dns`` mapping; every problem reported with its path."""
-    body = body or {}
     errs = Collector()
-    keys = {"clusterDomain", "upstreams", "nativeZones", "translateAll", "cacheSeconds", "namespace", "configMap"}
-    unknown = set(body) - keys
-    if unknown:
-        errs.add("dns", f"unknown field(s) {', '.join(sorted(unknown))}")
-    domain = str(body.get("clusterDomain", "cluster.local")).lower()
-    if not DOMAIN_RE.match(domain):
-        errs.add("dns.clusterDomain", f"{domain!r} is not a domain name")
-    ups = body.get("upstreams", ["/etc/resolv.conf"])
-    if not isinstance(ups, list) or not ups or not all(isinstance(u, str) and u.strip() for u in ups):
-        errs.add("dns.upstreams", "must be a non-empty list of resolver addresses (or /etc/resolv.conf)")
-        ups = ["/etc/resolv.conf"]
-    native = body.get("nativeZones", [])
-    if not isinstance(native, list) or not all(isinstance(z, str) and DOMAIN_RE.match(z.lower()) for z in native):
-        errs.add("dns.nativeZones", "must be a list of domain names")
-        native = []
-    cache = body.get("cacheSeconds", 30)
-    if not isinstance(cache, int) or isinstance(cache, bool) or not 0 <= cache <= 86400:
-        errs.add("dns.cacheSeconds", f"{cache!r} must be an integer from 0 to 86400")
-        cache = 30
-    translate = body.get("translateAll", True)
-    if not isinstance(translate, bool):
-        errs.add("dns.translateAll", "must be true or false")
-        translate = True
+    body = {} if body is None else fields.mapping(body, "dns", errs, DNS_KEYS)
+    if body is None:
+        errs.raise_if_any("config")
+    assert body is not None
+    domain = fields.string(body.get("clusterDomain", "cluster.local"), "dns.clusterDomain", errs, pattern=DOMAIN_RE,
+                           max_len=253, what="a domain name (lowercase)")
+    ups: list[str] = []
+    for i, u in enumerate(fields.items(body.get("upstreams", ["/etc/resolv.conf"]), "dns.upstreams", errs, max_items=15,
+                                       what="a list of resolvers", empty="list resolvers, or /etc/resolv.conf")):
+        why = check_upstream(u)
+        if why:
+            errs.add(f"dns.upstreams[{i}]", why)
+        else:
+            ups.append(u)
+    native: list[str] = []
+    raw = body.get("nativeZones", [])
+    if not isinstance(raw, list):
+        errs.add("dns.nativeZones", f"must be a list of domain names, not {fields.type_name(raw)}")
+        raw = []
+    for i, z in enumerate(raw):
+        zone = fields.string(z, f"dns.nativeZones[{i}]", errs, pattern=DOMAIN_RE, max_len=253, what="a domain name")
+        if zone is not None:
+            native.append(zone.rstrip("."))
+    cache = fields.integer(body.get("cacheSeconds", 30), "dns.cacheSeconds", errs, 0, 86400)
+    translate = fields.boolean(body.get("translateAll", True), "dns.translateAll", errs)
+    namespace = fields.name(body.get("namespace", "kube-system"), "dns.namespace", errs, "a namespace name")
+    cm = fields.string(body.get("configMap", "coredns"), "dns.configMap", errs, pattern=DOMAIN_RE, max_len=253,
+                       what="a ConfigMap name")
     errs.raise_if_any("config")
-    return DnsConfig(domain.rstrip("."), tuple(ups), tuple(z.lower().rstrip(".") for z in native), translate, cache,
-                     str(body.get("namespace", "kube-system")), str(body.get("configMap", "coredns")))
+    assert domain is not None and cache is not None and translate is not None and namespace and cm
+    return DnsConfig(domain.rstrip("."), tuple(ups), tuple(native), translate, cache, namespace, cm)
+
+
+def check_form(nat64: Nat64Prefix, cfg: DnsConfig) -> None:
+    """Every value in the exact form its Corefile line takes (a DnsConfig may be built in code)."""
+    if not isinstance(nat64, Nat64Prefix) or not isinstance(cfg, DnsConfig):
+        raise checks.refuse("coredns", cfg, "needs a Nat64Prefix and a DnsConfig")
+    checks.ipv6_net(nat64.network, "dns64 prefix")
+    checks.pattern(cfg.cluster_domain, checks.DOMAIN, "clusterDomain", "a domain name")
+    if not cfg.upstreams:
+        raise checks.refuse("upstreams", cfg.upstreams, "is empty")
+    for u in cfg.upstreams:
+        why = check_upstream(u)
+        if why:
+            raise checks.refuse("upstream", u, why)
+    for z in cfg.native_zones:
+        checks.pattern(z, checks.DOMAIN, "nativeZones", "a domain name")
+    checks.integer(cfg.cache_seconds, "cacheSeconds", 0, 86400)
+    if not isinstance(cfg.translate_all, bool):
+        raise checks.refuse("translateAll", cfg.translate_all, "is not true or false")
+    checks.name(cfg.namespace, "namespace")
+    checks.pattern(cfg.configmap, checks.DOMAIN, "configMap", "a ConfigMap name")
 
 
 def _block(zones: list[str], body: list[str]) -> list[str]:
@@ -79,6 +133,7 @@ def _common(cfg: DnsConfig, health: bool) -> list[str]:
 
 def render_corefile(nat64: Nat64Prefix, cfg: DnsConfig = DnsConfig()) -> str:
     """The Corefile: cluster (and native) zones without dns64, the root zone with dns64 + translate_all."""
+    check_form(nat64, cfg)
     domain = cfg.cluster_domain
     forward = ["forward . " + " ".join(cfg.upstreams) + " {", "    max_concurrent 1000", "}"]
     out: list[str] = ["# Generated by zonectl: DNS64 for the NAT64 prefix " + str(nat64.network)]
@@ -129,6 +184,7 @@ _Dumper.add_representer(_Literal, _literal_representer)
 
 
 def configmap(nat64: Nat64Prefix, cfg: DnsConfig = DnsConfig()) -> dict[str, Any]:
+    check_form(nat64, cfg)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -10,9 +10,11 @@ import json
 from typing import Any, Iterable
 
 from ..core.rules import Rule
+from . import checks
 
 
 def rule_dict(rule: Rule) -> dict[str, Any]:
+    checks.rule(rule)
     return {
         "id": rule.id,
         "policy": rule.policy,

@@ -17,7 +17,8 @@ from typing import Iterable, Sequence
 
 from ..core.layout import AddrMatch
 from ..core.rules import Rule
-from .ip6tables import ZoneMark, ZoneMatch, _zone_groups, rule_comment
+from . import checks
+from .ip6tables import ZoneMark, ZoneMatch, _check_marks, _check_zones, _zone_groups, rule_comment
 
 FILTER_TABLE = "zonectl"
 NAT_TABLE = "zonectl-nat"
@@ -34,7 +35,7 @@ def addr_expr(field: str, match: AddrMatch) -> str:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace('"', "'")[:128] + '"'
+    return '"' + checks.text(text[:128], "nft comment") + '"'
 
 
 def rule_expr(rule: Rule, *, with_src: bool = True) -> str:
@@ -82,6 +83,12 @@ def render_filter(
     Each zone has a chain of its own; when every zone shares one mask (one layout, cluster scope) the
     dispatch is a single verdict map lookup on the masked source address, otherwise one rule per zone.
     """
+    rules = checks.rules(rules)
+    _check_zones(zones)
+    _check_marks(marks)
+    checks.match(nat64, "NAT64 prefix")
+    checks.pattern(table, checks.TOKEN, "table", "a table name")
+    ingress = [checks.match(m, "static map") for m in ingress]
     groups = _zone_groups(rules, zones)
     body = [
         "\tchain forward {",
@@ -141,6 +148,15 @@ class NatPool:
 
 def render_nat(pools: Sequence[NatPool], uplink: str, *, table: str = NAT_TABLE) -> str:
     """IPv4 source NAT of the Tayga pools out of the uplink, in a table of zonectl's own."""
+    checks.pattern(uplink, checks.IFNAME, "uplink", "an interface name")
+    checks.pattern(table, checks.TOKEN, "table", "a table name")
+    for p in pools:
+        if not isinstance(p, NatPool):
+            raise checks.refuse("pool", p, "is not a NatPool")
+        checks.name(p.name, "pool name")
+        checks.ipv4_net(p.pool, f"pool {p.name}")
+        if p.snat_to is not None:
+            checks.ipv4(p.snat_to, f"pool {p.name} snat address")
     body = [
         "\tchain postrouting {",
         "\t\ttype nat hook postrouting priority srcnat; policy accept;",
@@ -154,6 +170,8 @@ def render_nat(pools: Sequence[NatPool], uplink: str, *, table: str = NAT_TABLE)
 
 def render_delete(family: str, table: str) -> str:
     """Remove a zonectl table whether or not it exists (declare, then delete, in one transaction)."""
+    checks.one_of(family, ("ip", "ip6", "inet"), "table family")
+    checks.pattern(table, checks.TOKEN, "table", "a table name")
     return f"table {family} {table}\ndelete table {family} {table}\n"
 
 

@@ -39,6 +39,8 @@ from typing import Iterable, Mapping, Sequence
 from zonectl.core.errors import ValidationError
 from zonectl.core.rules import Rule, RuleSet
 
+from . import checks
+
 # OVN-Kubernetes' keys (go-controller/pkg/libovsdb/ops/db_object_ids.go). At start-up ovnkube-controller
 # deletes ACLs without an owner-controller and keeps those owned by other controllers untouched.
 OWNER_CONTROLLER_KEY = "k8s.ovn.org/owner-controller"
@@ -87,8 +89,8 @@ class AclSettings:
             problems.append(f"ovn.tier {self.tier} must be 0..3")
         if not 0 <= self.priority_min < self.priority_max <= 32767:
             problems.append(f"ovn priority band {self.priority_min}-{self.priority_max} must be inside 0-32767")
-        if not self.controller:
-            problems.append("ovn.controller must not be empty")
+        if not isinstance(self.controller, str) or not checks.TOKEN.fullmatch(self.controller):
+            problems.append(f"ovn.controller {self.controller!r} must be 1-63 of A-Z a-z 0-9 _ . -")
         if problems:
             raise ValidationError("; ".join(problems), source="config: ovn")
 
@@ -120,6 +122,7 @@ def rule_match(rule: Rule) -> str:
 
     Contiguous masks are written as ``addr/len`` (what ovn-nbctl shows back), wildcards as ``addr/mask``.
     """
+    checks.rule(rule)
     terms: list[str] = []
     if rule.src is not None and not rule.src.is_any:
         terms.append(_addr("ip6.src", rule.src))
@@ -171,6 +174,8 @@ def _owner_ids(settings: AclSettings, owner_type: str, name: str, primary: str) 
 
 def render_rule(rule: Rule, priority: int, settings: AclSettings) -> dict:
     """One ACL row (column -> value) for one compiled rule."""
+    checks.rule(rule)
+    checks.integer(priority, f"rule {rule.id} priority", 0, 32767)
     namespace, _, name = rule.policy.partition("/")
     ids = _owner_ids(settings, OWNER_TYPE, f"{namespace}:{name}", rule.id)
     ids.update(
@@ -212,6 +217,9 @@ def render_exemptions(
     switch: str, router_ports: Sequence[str], node_ports: Sequence[str], settings: AclSettings
 ) -> list[dict]:
     """The per-switch rows that keep zonectl from judging packets at router ports (and host -> pod)."""
+    checks.pattern(switch, checks.OVN_NAME, "switch", "an OVN switch name")
+    for p in (*router_ports, *node_ports):
+        checks.pattern(p, checks.OVN_NAME, f"switch {switch} port", "an OVN port name")
     rows: list[dict] = []
 
     def add(kind: str, direction: str, match: str) -> None:

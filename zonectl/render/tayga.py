@@ -25,6 +25,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Iterable
 
 from ..core.errors import Collector, ValidationError
+from . import checks
 
 WELL_KNOWN_PREFIX = IPv6Network("64:ff9b::/96")
 WKPF_32 = IPv6Network("64:ff9b::/32")
@@ -298,6 +299,39 @@ def _check_options(cfg: TaygaConfig, errs: Collector) -> None:
         errs.add("offlink-mtu", f"{cfg.offlink_mtu} must be from 1280 to 65535")
 
 
+def check_form(cfg: TaygaConfig, version: TaygaVersion) -> None:
+    """Each value is of the exact type and form its directive takes (raises ValidationError)."""
+    if not isinstance(cfg, TaygaConfig) or not isinstance(version, TaygaVersion):
+        raise checks.refuse("tayga.conf", cfg, "is not a TaygaConfig for a TaygaVersion")
+    for part in (version.major, version.minor, version.patch):
+        checks.integer(part, "Tayga version", 0, 999)
+    checks.pattern(cfg.tun_device, checks.IFNAME, "tun-device", "an interface name")
+    checks.ipv4(cfg.ipv4_addr, "ipv4-addr")
+    for value, what in ((cfg.prefix, "prefix"), (cfg.ipv6_addr, "ipv6-addr"), (cfg.dynamic_pool, "dynamic-pool")):
+        if value is not None:
+            checks.address(value, {"prefix": (IPv6Network,), "ipv6-addr": (IPv6Address,),
+                                   "dynamic-pool": (IPv4Network,)}[what], what)
+    if cfg.data_dir is not None:
+        checks.pattern(cfg.data_dir, checks.PATH, "data-dir", "an absolute path of letters, digits and . _ / -")
+    for i, m in enumerate(cfg.maps):
+        if not isinstance(m, StaticMap):
+            raise checks.refuse(f"map[{i}]", m, "is not a StaticMap")
+        checks.ipv4(m.ipv4, f"map[{i}] IPv4")
+        checks.ipv6(m.ipv6, f"map[{i}] IPv6")
+    for i, d in enumerate(cfg.ipv4_destinations):
+        checks.ipv4_net(d, f"destination[{i}]")
+    for value, what in ((cfg.strict_frag_hdr, "strict-frag-hdr"), (cfg.wkpf_strict, "wkpf-strict")):
+        if value is not None and not isinstance(value, bool):
+            raise checks.refuse(what, value, "is not true or false")
+    if cfg.udp_cksum_mode is not None:
+        checks.one_of(cfg.udp_cksum_mode, UDP_CKSUM_MODES, "udp-cksum-mode")
+    for flag in cfg.log:
+        checks.one_of(flag, LOG_FLAGS, "log")
+    if cfg.offlink_mtu is not None:
+        checks.integer(cfg.offlink_mtu, "offlink-mtu", 1280, 65535)
+    checks.text(cfg.comment, "comment")
+
+
 def _bool(value: bool) -> str:
     return "on" if value else "off"
 
@@ -306,7 +340,9 @@ def render(cfg: TaygaConfig, version: TaygaVersion = DEBIAN_12, *, check: bool =
     """tayga.conf text; raises ValidationError (every problem, with a fix) instead of a file Tayga rejects.
 
     ``check=False`` skips validation: only tests use it, to show the real Tayga refuses the same files.
+    The form of every value is checked either way: nothing can add a directive to the file.
     """
+    check_form(cfg, version)
     if check:
         validate(cfg, version)
     lines = ["# Written by zonectl; edits are overwritten."]

@@ -15,6 +15,7 @@ from typing import Iterable
 from ...core.errors import ValidationError
 from ...core.layout import AddrMatch, Layout, Scope, SCOPES
 from ...core.zones import Zone, ZoneRegistry
+from .. import checks
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,27 @@ class ExportData:
     scopes: tuple[Scope, ...]
     zones: tuple[ZoneExport, ...]
     nodes: tuple[IPv6Network, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Every zone name, id, match and node CIDR in the form the vendor formats write (checked once here,
+        since every format renders from this object)."""
+        for s in self.scopes:
+            checks.one_of(s, SCOPES, "scope")
+        for n in self.nodes or ():
+            checks.ipv6_net(n, "node")
+        for z in self.zones:
+            if not isinstance(z, ZoneExport) or not isinstance(z.zone, Zone):
+                raise checks.refuse("zone", z, "is not a ZoneExport")
+            checks.name(z.zone.name, "zone")
+            checks.integer(z.zone.id, f"zone {z.zone.name} id", 0, (1 << 32) - 1)
+            for m in z.matches:
+                checks.one_of(m.scope, SCOPES, f"zone {z.zone.name} scope")
+                checks.match(m.match, f"zone {z.zone.name} match")
+            for n in z.nodes:
+                checks.ipv6_net(n.node, f"zone {z.zone.name} node")
+                checks.match(n.match, f"zone {z.zone.name} node match")
+                for c in n.cidrs:
+                    checks.ipv6_net(c, f"zone {z.zone.name} CIDR")
 
     @property
     def has_nodes(self) -> bool:
