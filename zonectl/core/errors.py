@@ -72,9 +72,9 @@ class Collector:
             self.add(path, "must be a mapping")
             return {}
         allowed = set(allowed)
-        unknown = set(value) - allowed
+        unknown = sorted(k if isinstance(k, str) else repr(k) for k in value if k not in allowed)
         if unknown:
-            self.add(path, f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(allowed))})")
+            self.add(path, f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
         return value
 
     def raise_if_any(self, source: str = "") -> None:

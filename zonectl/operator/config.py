@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 
+from ..core import fields
 from ..core.config import Config, parse_config
 from ..core.errors import Collector, Problem, ValidationError
 from ..core.zones import NAME_RE
@@ -25,6 +27,17 @@ OVN_MODES: tuple[OvnMode, ...] = ("off", "log", "repair")
 
 # A qualified Kubernetes label/annotation key: optional DNS-subdomain prefix, then a name.
 _KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
+
+_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
 
 DEFAULT_LABEL = "securityZone"
 DEFAULT_HINT_ANNOTATION = "zonectl.io/ipam-hint"
@@ -91,11 +104,8 @@ def _port(body: Mapping[str, Any], key: str, path: str, errs: Collector, default
 
 def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     """Validate the ``operator`` section; every problem is reported at once, with its path."""
-    body = body or {}
     errs = Collector()
-    unknown = set(body) - _FIELDS
-    if unknown:
-        errs.add("operator", f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_FIELDS))})")
+    body = {} if body is None else fields.mapping(body, "operator", errs, _FIELDS) or {}
     label = body.get("labelKey", DEFAULT_LABEL)
     if not isinstance(label, str) or not _KEY_RE.match(label):
         errs.add("operator.labelKey", f"{label!r} is not a valid label key")
@@ -123,19 +133,24 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     pname = peering.get("name", "zonectl")
     if not isinstance(pname, str) or not NAME_RE.match(pname):
         errs.add("operator.peering.name", f"{pname!r} is not a DNS label")
-    pprio = peering.get("priority", 0)
-    if isinstance(pprio, bool) or not isinstance(pprio, int):
-        errs.add("operator.peering.priority", f"{pprio!r} must be an integer")
-        pprio = 0
+    pprio = fields.integer(peering.get("priority", 0), "operator.peering.priority", errs, -(2**31), 2**31 - 1) or 0
     metrics = errs.section(body, "metrics", "operator.metrics", {"port"})
     liveness = errs.section(body, "liveness", "operator.liveness", {"port"})
     wh = errs.section(body, "webhook", "operator.webhook", {"addr", "port", "certFile", "keyFile", "insecure"})
     for key in ("certFile", "keyFile"):
-        if wh.get(key) is not None and not isinstance(wh.get(key), str):
-            errs.add(f"operator.webhook.{key}", "must be a file path")
+        if wh.get(key) is not None:
+            fields.string(wh[key], f"operator.webhook.{key}", errs, pattern=_PATH_RE, max_len=400, what="an absolute path")
     if bool(wh.get("certFile")) != bool(wh.get("keyFile")):
         errs.add("operator.webhook", "certFile and keyFile go together")
     gw = errs.section(body, "gateway", "operator.gateway", {"configMap", "file"})
+    insecure = fields.boolean(wh.get("insecure", False), "operator.webhook.insecure", errs)
+    addr = wh.get("addr", "::")
+    if not isinstance(addr, str) or not _is_ip(addr):
+        errs.add("operator.webhook.addr", f"{fields.short(addr)} must be an IP address to listen on (e.g. ::)")
+    if gw.get("configMap") is not None:
+        fields.name(gw["configMap"], "operator.gateway.configMap", errs, "a ConfigMap name")
+    if gw.get("file") is not None:
+        fields.string(gw["file"], "operator.gateway.file", errs, pattern=_PATH_RE, max_len=400, what="an absolute path")
     metrics_port = _port(metrics, "port", "operator.metrics.port", errs, 9090)
     liveness_port = _port(liveness, "port", "operator.liveness.port", errs, 8080)
     webhook_port = _port(wh, "port", "operator.webhook.port", errs, 8443)
@@ -154,11 +169,11 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
         metrics_port=metrics_port,
         liveness_port=liveness_port,
         webhook=WebhookSettings(
-            addr=str(wh.get("addr", "::")),
+            addr=addr,
             port=webhook_port,
             cert_file=wh.get("certFile"),
             key_file=wh.get("keyFile"),
-            insecure=bool(wh.get("insecure", False)),
+            insecure=bool(insecure),
         ),
         gateway_configmap=gw.get("configMap", "zonectl-gateway-rules"),
         gateway_file=gw.get("file"),

@@ -60,7 +60,7 @@ class SyncSettings:
                  "priorityMax", "switches", "nodePortPrefix", "snat", "drift", "resyncSeconds", "mode"}
         unknown = set(section) - known
         if unknown:
-            raise ValidationError(f"unknown field(s) {', '.join(sorted(unknown))}", source="config: ovn")
+            raise ValidationError(f"unknown field(s) {', '.join(sorted(map(repr, unknown)))}", source="config: ovn")
         for key, allowed in (("drift", SYNC_MODES), ("snat", ("report", "remove")), ("mode", TOPOLOGIES)):
             if key in section and section[key] not in allowed:
                 raise ValidationError(f"ovn.{key} {section[key]!r} is not one of {', '.join(allowed)}",
@@ -81,6 +81,9 @@ class SyncSettings:
         names = section.get("switches")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise ValidationError("ovn.switches must be a list of logical switch names", source="config")
+        if names == []:  # leaving the key out selects the node switches; an empty list never means "all"
+            raise ValidationError("ovn.switches is empty: list switch names, or leave it out for the node switches",
+                                  source="config")
         selector = SwitchSelector(
             cluster=cluster,
             names=tuple(names) if names else None,
