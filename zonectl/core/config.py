@@ -44,9 +44,13 @@ NAT64_KEYS = ("prefix", "enabled")
 
 def parse_layout(body: Mapping[str, Any]) -> Layout:
     errs = Collector()
-    body = f.mapping(body, "layout", errs, LAYOUT_KEYS) or {}
+    body = f.mapping(body, "layout", errs)
+    if body is None:
+        errs.raise_if_any("config")
+    assert body is not None
+    meant = f.check_keys(body, LAYOUT_KEYS, "layout", errs) or set()
     cluster = _net(body.get("cluster"), "layout.cluster", errs)
-    if body.get("cluster") is None:
+    if body.get("cluster") is None and "cluster" not in meant:
         errs.add("layout.cluster", "is required (the cluster's pod subnet, e.g. fd00:10:244::/48)")
     datacenter = _net(body.get("datacenter"), "layout.datacenter", errs)
     zf = f.optional_mapping(body, "zoneField", "layout.zoneField", errs, ("offset", "width"))
@@ -62,13 +66,15 @@ def parse_layout(body: Mapping[str, Any]) -> Layout:
         return Layout(cluster, ints["nodePrefixLength"], ints["zoneField.offset"], ints["zoneField.width"],
                       datacenter, ints["ipamBits"])
     except ValidationError as exc:
-        raise ValidationError(exc.problems, source="config: layout") from None
+        raise ValidationError([Problem(f"layout.{p.path}" if p.path else "layout", p.reason) for p in exc.problems],
+                              source="config") from None
 
 
 def parse_nat64(body: Mapping[str, Any], cluster: IPv6Network) -> Nat64Prefix | None:
     """The ``nat64`` section: the prefix (default fd64:ff9b::/96), or None with ``enabled: false``."""
     errs = Collector()
-    body = f.mapping(body, "nat64", errs, NAT64_KEYS) or {}
+    body = f.mapping(body, "nat64", errs) or {}
+    f.check_keys(body, NAT64_KEYS, "nat64", errs)
     enabled = f.boolean(body.get("enabled", True), "nat64.enabled", errs)
     prefix = f.address(body.get("prefix", DEFAULT_NAT64), "nat64.prefix", errs, IPv6Network, "an IPv6 network")
     errs.raise_if_any("config")
@@ -104,6 +110,7 @@ def parse_config(body: Mapping[str, Any] | None) -> Config:
     unknown = [k for k in body if k not in SECTIONS]
     if unknown:
         errs.add("", f"unknown section(s) {f.keys_text(unknown)} (known: {', '.join(SECTIONS)})")
+        errs.raise_if_any("config")
     for name in SECTIONS:
         if body.get(name) is not None and not isinstance(body[name], Mapping):
             errs.add(name, f"must be a mapping, not {f.type_name(body[name])}")

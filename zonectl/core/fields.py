@@ -10,6 +10,7 @@ a malformed document ends as a ValidationError naming the field, never as a Pyth
 from __future__ import annotations
 
 import re
+from difflib import get_close_matches
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from .errors import Collector
@@ -25,32 +26,48 @@ def keys_text(keys: Iterable[Any]) -> str:
     return ", ".join(sorted(k if isinstance(k, str) else repr(k) for k in keys))
 
 
-def check_keys(body: Mapping[Any, Any], allowed: Iterable[str], path: str, errs: Collector) -> None:
-    """Unknown keys are typos: a problem at ``path`` listing them and the known ones."""
+def check_keys(body: Mapping[Any, Any], allowed: Iterable[str], path: str, errs: Collector) -> set[str] | None:
+    """Unknown keys are typos: one problem at ``path`` naming them (and the key each probably meant).
+
+    None if every key is known; else the known keys the typos probably meant (missing from ``body``), so
+    that the caller does not also report "<the key meant> is required": one typo, one message.
+    """
     allowed = set(allowed)
     unknown = [k for k in body if k not in allowed]
-    if unknown:
-        errs.add(path, f"unknown field(s) {keys_text(unknown)} (known: {keys_text(allowed)})")
+    if not unknown:
+        return None
+    meant: set[str] = set()
+    hints = []
+    for k in unknown:
+        match = get_close_matches(k, sorted(allowed - set(body)), 1, 0.6) if isinstance(k, str) else []
+        meant.update(match)
+        hints.append(f"{k} (did you mean {match[0]}?)" if match else (k if isinstance(k, str) else repr(k)))
+    errs.add(path, f"unknown field(s) {', '.join(sorted(hints))} (known: {keys_text(allowed)})")
+    return meant
 
 
 def mapping(value: Any, path: str, errs: Collector, allowed: Iterable[str] | None = None,
             what: str = "an object") -> Mapping[str, Any] | None:
-    """``value`` as a mapping with only ``allowed`` keys, or None (a problem recorded)."""
+    """``value`` as a mapping with only ``allowed`` keys, or None (one problem recorded)."""
     if not isinstance(value, Mapping):
         errs.add(path, f"must be {what}, not {type_name(value)}")
         return None
-    if allowed is not None:
-        check_keys(value, allowed, path, errs)
+    if allowed is not None and check_keys(value, allowed, path, errs) is not None:
+        return None  # one message for the object: its other fields are not read
     return value
 
 
 def optional_mapping(body: Mapping[str, Any], key: str, path: str, errs: Collector,
                      allowed: Iterable[str] | None = None) -> Mapping[str, Any]:
-    """``body[key]`` as a mapping; absent or null is an empty mapping, anything else not a mapping a problem."""
+    """``body[key]`` as a mapping (a config sub-section): absent or null is an empty mapping, anything else
+    not a mapping a problem; unknown keys are a problem, and the known ones are still read."""
     value = body.get(key)
     if value is None:
         return {}
-    return mapping(value, path, errs, allowed) or {}
+    section = mapping(value, path, errs) or {}
+    if allowed is not None:
+        check_keys(section, allowed, path, errs)
+    return section
 
 
 def type_name(value: Any) -> str:

@@ -155,7 +155,8 @@ def _parse_ports(value: Any, path: str, deny: bool, errs: Collector) -> tuple[Po
 
 
 def _parse_cidr(value: Any, path: str, errs: Collector) -> AddrMatch | None:
-    text = f.string(value, path, errs, max_len=100, what="an IPv6 CIDR or value/mask string")
+    text = f.string(value, path, errs, pattern=f.ADDRESS_CHARS, max_len=100,
+                    what="an IPv6 CIDR or value/mask string (hex digits, ':', '.', '/')")
     if text is None:
         return None
     try:
@@ -273,10 +274,11 @@ def _parse_rules(value: Any, direction: Direction, registry: ZoneRegistry, errs:
             errs.add(p, f"must be a rule object, not {f.type_name(item)}")
             continue
         wrong = {"from": "to", "to": "from"}
-        unknown = [k for k in item if k not in ("name", "action", peer_key, "ports")]
-        if unknown:
-            hints = [f"{k} (an {direction} rule uses '{peer_key}')" if k in wrong else f.keys_text([k]) for k in unknown]
-            errs.add(p, f"unknown field(s) {', '.join(sorted(hints))}")
+        if wrong.get(peer_key) in item:
+            errs.add(p, f"unknown field(s) {wrong[peer_key]} (an {direction} rule uses '{peer_key}')")
+            continue
+        if f.check_keys(item, ("name", "action", peer_key, "ports"), p, errs) is not None:
+            continue
         name = f"{direction}-{i}"
         if "name" in item:
             name = f.name(item["name"], f"{p}.name", errs, "a rule name") or name
@@ -323,7 +325,9 @@ def _parse_defaults(spec: Mapping[str, Any], errs: Collector) -> tuple[Action | 
 
 
 def _metadata(body: Mapping[str, Any], errs: Collector) -> tuple[str | None, str | None, int]:
-    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with name and namespace") or {}
+    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with name and namespace")
+    if meta is None:
+        return None, None, 0
     name = f.name(meta.get("name"), "metadata.name", errs)
     namespace = f.name(meta.get("namespace", "default"), "metadata.namespace", errs, "a namespace name")
     generation = meta.get("generation", 0)
@@ -351,26 +355,28 @@ def parse_policy(body: Mapping[str, Any], registry: ZoneRegistry) -> Policy:
         raise ValidationError(f"must be an object, not {f.type_name(body)}", source=source)
     if body.get("kind", "SecurityZonePolicy") != "SecurityZonePolicy":
         raise ValidationError(f"kind {f.short(body.get('kind'))} is not SecurityZonePolicy", source=source)
-    f.check_keys(body, TOP_KEYS, "", errs)
+    if f.check_keys(body, TOP_KEYS, "", errs) is not None:
+        errs.raise_if_any(source)
     if body.get("apiVersion", API_VERSION) != API_VERSION:
         errs.add("apiVersion", f"{f.short(body.get('apiVersion'))} is not {API_VERSION}")
     name, namespace, generation = _metadata(body, errs)
-    spec = f.mapping(body.get("spec"), "spec", errs, SPEC_KEYS)
+    spec = f.mapping(body.get("spec"), "spec", errs)
     if spec is None:
         errs.raise_if_any(source)
         raise AssertionError("unreachable")
+    meant = f.check_keys(spec, SPEC_KEYS, "spec", errs) or set()  # a typo'd key is not also "required"
     if "description" in spec:
         f.string(spec["description"], "spec.description", errs)
-    zones = _parse_zones(spec.get("zones"), registry, errs)
+    zones = _parse_zones(spec.get("zones"), registry, errs) if "zones" not in meant else ()
     priority = None
-    if "priority" not in spec:
+    if "priority" in spec:
+        priority = f.integer(spec["priority"], "spec.priority", errs, 0, MAX_PRIORITY)
+    elif "priority" not in meant:
         errs.add("spec.priority", f"is required (0-{MAX_PRIORITY}, lower first): a default would silently "
                                   "reorder this policy against the others")
-    else:
-        priority = f.integer(spec["priority"], "spec.priority", errs, 0, MAX_PRIORITY)
     d_in, d_out, explicit = _parse_defaults(spec, errs)
-    ingress = _parse_rules(spec.get("ingress", f.MISSING), "ingress", registry, errs)
-    egress = _parse_rules(spec.get("egress", f.MISSING), "egress", registry, errs)
+    ingress = _parse_rules(spec.get("ingress", f.MISSING), "ingress", registry, errs) if "ingress" not in meant else ()
+    egress = _parse_rules(spec.get("egress", f.MISSING), "egress", registry, errs) if "egress" not in meant else ()
     # Judged on the input, not on the parsed rules: a rule dropped for another error must not add this one.
     if spec.get("ingress") == [] and spec.get("egress") == [] and not explicit:
         errs.add("spec", "has no ingress or egress rules and no defaultAction: add rules, or write "

@@ -179,16 +179,18 @@ def parse_zone(body: Mapping[str, Any], layout: Layout) -> Zone:
         raise ValidationError(f"must be an object, not {f.type_name(body)}", source=source)
     if body.get("kind", "SecurityZone") != "SecurityZone":
         raise ValidationError(f"kind {f.short(body.get('kind'))} is not SecurityZone", source=source)
-    f.check_keys(body, TOP_KEYS, "", errs)
+    if f.check_keys(body, TOP_KEYS, "", errs) is not None:
+        errs.raise_if_any(source)
     if body.get("apiVersion", API_VERSION) != API_VERSION:
         errs.add("apiVersion", f"{f.short(body.get('apiVersion'))} is not {API_VERSION}")
-    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with a name") or {}
-    name = f.name(meta.get("name"), "metadata.name", errs)
-    spec = f.mapping(body.get("spec"), "spec", errs, SPEC_KEYS)
+    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with a name")
+    name = f.name(meta.get("name"), "metadata.name", errs) if meta is not None else None
+    spec = f.mapping(body.get("spec"), "spec", errs)
     if spec is None:
         errs.raise_if_any(source)
         raise AssertionError("unreachable")
-    zid = _zone_id(spec.get("id"), layout, errs)
+    meant = f.check_keys(spec, SPEC_KEYS, "spec", errs) or set()
+    zid = _zone_id(spec.get("id"), layout, errs) if "id" not in meant else -1
     description = f.string(spec.get("description", ""), "spec.description", errs) or ""
     namespaces: list[str] = []
     if "namespaces" in spec:
@@ -222,6 +224,11 @@ def not_unicast(addr: IPv4Address) -> str | None:
 def _parse_egress(body: Any, errs: Collector) -> ZoneEgress | None:
     eg = f.mapping(body, "spec.egress", errs, ("pool", "address"), what="an object with pool and address")
     if eg is None:
+        return None
+    missing = [k for k in ("pool", "address") if eg.get(k) is None]
+    if missing:
+        errs.add("spec.egress", f"needs pool and address (missing: {', '.join(missing)}); leave egress out for the "
+                                "shared pool")
         return None
     pool_text = f.string(eg.get("pool"), "spec.egress.pool", errs, max_len=18, what="an IPv4 CIDR string")
     addr_text = f.string(eg.get("address"), "spec.egress.address", errs, max_len=15, what="an IPv4 address string")
