@@ -44,11 +44,7 @@ NAT64_KEYS = ("prefix", "enabled")
 
 def parse_layout(body: Mapping[str, Any]) -> Layout:
     errs = Collector()
-    body = f.mapping(body, "layout", errs)
-    if body is None:
-        errs.raise_if_any("config")
-    assert body is not None
-    meant = f.check_keys(body, LAYOUT_KEYS, "layout", errs) or set()
+    body, meant = f.section(body, "layout", errs, LAYOUT_KEYS)
     cluster = _net(body.get("cluster"), "layout.cluster", errs)
     if body.get("cluster") is None and "cluster" not in meant:
         errs.add("layout.cluster", "is required (the cluster's pod subnet, e.g. fd00:10:244::/48)")
@@ -73,8 +69,7 @@ def parse_layout(body: Mapping[str, Any]) -> Layout:
 def parse_nat64(body: Mapping[str, Any], cluster: IPv6Network) -> Nat64Prefix | None:
     """The ``nat64`` section: the prefix (default fd64:ff9b::/96), or None with ``enabled: false``."""
     errs = Collector()
-    body = f.mapping(body, "nat64", errs) or {}
-    f.check_keys(body, NAT64_KEYS, "nat64", errs)
+    body, _ = f.section(body, "nat64", errs, NAT64_KEYS)
     enabled = f.boolean(body.get("enabled", True), "nat64.enabled", errs)
     prefix = f.address(body.get("prefix", DEFAULT_NAT64), "nat64.prefix", errs, IPv6Network, "an IPv6 network")
     errs.raise_if_any("config")

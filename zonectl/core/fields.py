@@ -57,6 +57,17 @@ def mapping(value: Any, path: str, errs: Collector, allowed: Iterable[str] | Non
     return value
 
 
+def section(value: Any, path: str, errs: Collector, allowed: Iterable[str],
+            source: str = "config") -> tuple[Mapping[str, Any], set[str]]:
+    """A config section (null: empty): raises at once if it is not a mapping; else the section and the known
+    keys that its unknown keys probably meant (recorded as one problem), so those are not also "required"."""
+    body = {} if value is None else mapping(value, path, errs, what="a mapping")
+    if body is None:
+        errs.raise_if_any(source)
+    assert body is not None
+    return body, check_keys(body, allowed, path, errs) or set()
+
+
 def optional_mapping(body: Mapping[str, Any], key: str, path: str, errs: Collector,
                      allowed: Iterable[str] | None = None) -> Mapping[str, Any]:
     """``body[key]`` as a mapping (a config sub-section): absent or null is an empty mapping, anything else

@@ -197,11 +197,7 @@ def _static_maps(value: Any, pool: IPv4Network | None, errs: Collector) -> list[
 def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     """The gateway section as a GatewayConfig; a ValidationError lists every bad field with its path."""
     errs = Collector()
-    body = {} if body is None else f.mapping(body, "gateway", errs)
-    if body is None:
-        errs.raise_if_any("config")
-    assert body is not None
-    meant = f.check_keys(body, _KEYS, "gateway", errs) or set()
+    body, meant = f.section(body, "gateway", errs, _KEYS)
     uplink = _ifname(body.get("uplink"), "gateway.uplink", errs) if "uplink" not in meant else "-"
     state_dir = check_state_dir(body.get("stateDir", GatewayConfig.state_dir), "gateway.stateDir", errs)
 

@@ -105,8 +105,7 @@ def _port(body: Mapping[str, Any], key: str, path: str, errs: Collector, default
 def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     """Validate the ``operator`` section; every problem is reported at once, with its path."""
     errs = Collector()
-    body = {} if body is None else fields.mapping(body, "operator", errs) or {}
-    fields.check_keys(body, _FIELDS, "operator", errs)
+    body, _ = fields.section(body, "operator", errs, _FIELDS)
     label = body.get("labelKey", DEFAULT_LABEL)
     if not isinstance(label, str) or not _KEY_RE.match(label):
         errs.add("operator.labelKey", f"{label!r} is not a valid label key")

@@ -66,11 +66,7 @@ def check_upstream(value: Any) -> str | None:
 def parse_dns(body: Mapping[str, Any] | None) -> DnsConfig:
     """DnsConfig from the config's ``dns`` mapping; every problem reported with its path."""
     errs = Collector()
-    body = {} if body is None else fields.mapping(body, "dns", errs)
-    if body is None:
-        errs.raise_if_any("config")
-    assert body is not None
-    fields.check_keys(body, DNS_KEYS, "dns", errs)
+    body, _ = fields.section(body, "dns", errs, DNS_KEYS)
     domain = fields.string(body.get("clusterDomain", "cluster.local"), "dns.clusterDomain", errs, pattern=DOMAIN_RE,
                            max_len=253, what="a domain name (lowercase)")
     ups: list[str] = []
