@@ -428,6 +428,7 @@ CASES: list[Case] = [
     C("operator metrics port huge", "operator", "operator.metrics.port", 10**10),
     C("operator spoofedHint", "operator", "operator.spoofedHint", "Replace"),
     C("operator adminNamespaces a string", "operator", "operator.adminNamespaces", "zonectl-system"),
+    C("operator adminNamespaces empty", "operator", "operator.adminNamespaces", []),
     C("operator resyncSeconds NaN", "operator", "operator.resyncSeconds", float("nan")),
     C("operator labelKey newline", "operator", "operator.labelKey", "zone\n"),
     C("operator section a list", "operator", "operator", ["x"]),

@@ -116,8 +116,8 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     if spoof not in SPOOF_MODES:
         errs.add("operator.spoofedHint", f"{spoof!r} is not one of {', '.join(SPOOF_MODES)}")
     admins = body.get("adminNamespaces", list(DEFAULT_ADMIN_NAMESPACES))
-    if not isinstance(admins, list) or not all(isinstance(n, str) and NAME_RE.match(n) for n in admins):
-        errs.add("operator.adminNamespaces", "must be a list of namespace names")
+    if not isinstance(admins, list) or not admins or not all(isinstance(n, str) and NAME_RE.match(n) for n in admins):
+        errs.add("operator.adminNamespaces", "must be a non-empty list of namespace names (default: [zonectl-system])")
         admins = list(DEFAULT_ADMIN_NAMESPACES)
     floor = body.get("tenantPriorityFloor", 100)
     if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor <= 999:
