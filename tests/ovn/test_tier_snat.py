@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from zonectl.ovn.connection import connect
-from zonectl.ovn.sandbox import NB_SCHEMA, OvnSandbox
+from zonectl.harness.sandbox import NB_SCHEMA, OvnSandbox
 from zonectl.ovn.snat import SnatGuard, find_hiding_nats, remove_nats
 from zonectl.ovn.sync import SyncSettings, sync
-from zonectl.ovn.testbed import Cluster, foreign_snapshot
+from zonectl.harness.ovnk_cluster import Cluster, foreign_snapshot
 
 
 def test_tier_column_is_used_when_the_schema_has_it(tmp_path: Path, example_config, example_zones,

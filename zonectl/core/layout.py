@@ -192,8 +192,7 @@ class Layout:
     def __post_init__(self) -> None:
         errs = Collector()
         if not isinstance(self.cluster, IPv6Network):
-            errs.add("cluster", f"{self.cluster!r} is not an IPv6 network")
-            errs.raise_if_any()
+            errs.raise_now("cluster", f"{self.cluster!r} is not an IPv6 network")
         if not 1 <= self.zone_width <= 32:
             errs.add("zoneField.width", f"{self.zone_width} must be between 1 and 32 bits")
         if not 0 <= self.ipam_bits <= 64:

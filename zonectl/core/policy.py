@@ -235,8 +235,7 @@ def parse_policy(body: Mapping[str, Any], registry: ZoneRegistry) -> Policy:
         errs.add("metadata.name", f"{name!r} is not a DNS label")
     spec = body.get("spec")
     if not isinstance(spec, Mapping):
-        errs.add("spec", "is required")
-        errs.raise_if_any(source)
+        errs.raise_now("spec", "is required", source)
     unknown = set(spec) - {"zones", "priority", "defaultAction", "ingress", "egress", "description"}
     if unknown:
         errs.add("spec", f"unknown field(s) {', '.join(sorted(unknown))}")

@@ -150,12 +150,12 @@ def compile_policy(policy: Policy, registry: ZoneRegistry, nat64: Nat64Prefix | 
                 ports: tuple[PortSpec | None, ...] = rule.ports or (None,)
                 for remote in dict.fromkeys(remotes):
                     for port in ports:
-                        out.append(_make(policy, zone_name, direction, rule.name, rule.action,
+                        out.append(_make(policy, zone_name, direction, rule.name, rule.action,  # type: ignore[arg-type]
                                          _order(policy.priority, index, rule.action), local, remote, port, nat64))
         for direction, action in (("ingress", policy.default_ingress), ("egress", policy.default_egress)):
             if action is not None:
                 order = DEFAULT_ORDER_BASE + (0 if action == "deny" else 1)
-                out.append(_make(policy, zone_name, direction, f"default-{direction}", action, order, local, None,
+                out.append(_make(policy, zone_name, direction, f"default-{direction}", action, order, local, None,  # type: ignore[arg-type]
                                  None, nat64, is_default=True))
     if len(out) > RULES_PER_POLICY_LIMIT:
         errs.add("spec", f"compiles to {len(out)} rules, more than the limit of {RULES_PER_POLICY_LIMIT}")

@@ -118,8 +118,7 @@ def parse_zone(body: Mapping[str, Any], layout: Layout) -> Zone:
         errs.add("metadata.name", f"{name!r} is not a DNS label (lowercase letters, digits, '-')")
     spec = body.get("spec")
     if not isinstance(spec, Mapping):
-        errs.add("spec", "is required")
-        errs.raise_if_any(source)
+        errs.raise_now("spec", "is required", source)
     zid = spec.get("id")
     if isinstance(zid, str):
         try:

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from ..netns import list_netns
-from ..ovn.ovnk import CLUSTER_ROUTER
+from ..harness.netns import list_netns
+from ..harness.ovnk import CLUSTER_ROUTER
 from . import build, enforce, report, traffic
 from .enforce import Drift
 from .inputs import Compiled, Inputs, compile_inputs
