@@ -104,7 +104,7 @@ def zone_chain(zone: str) -> str:
     return ZONE_CHAIN_PREFIX + zone[:11] + "-" + hashlib.sha256(zone.encode()).hexdigest()[:6]
 
 
-def _zone_groups(rules: Iterable[Rule], zones: Sequence[ZoneMatch]) -> list[tuple[str, AddrMatch | None, list[Rule]]]:
+def zone_groups(rules: Iterable[Rule], zones: Sequence[ZoneMatch]) -> list[tuple[str, AddrMatch | None, list[Rule]]]:
     """(zone, match, its rules in order) for every zone that has rules or is known, sorted by name."""
     by_zone: dict[str, list[Rule]] = {}
     for r in rules:
@@ -126,7 +126,7 @@ def chain_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str = 
     for m in ingress:
         out[chain].append(" ".join(["-A", chain, "-s", addr(m), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
                                     comment(f"{OWNER} ingress-map replies"), "-j", "ACCEPT"]))
-    for name, match, zrules in _zone_groups(rules, zones):
+    for name, match, zrules in zone_groups(rules, zones):
         src = ["-s", addr(match)] if match is not None and not match.is_any else []
         if not zrules:
             out[chain].append(" ".join(["-A", chain, *src, comment(f"{OWNER} zone={name} action=deny closed"),

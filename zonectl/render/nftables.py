@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from ..core.layout import AddrMatch
 from ..core.rules import Rule
-from .ip6tables import ZoneMark, ZoneMatch, _zone_groups, rule_comment
+from .ip6tables import ZoneMark, ZoneMatch, zone_groups, rule_comment
 
 FILTER_TABLE = "zonectl"
 NAT_TABLE = "zonectl-nat"
@@ -82,7 +82,7 @@ def render_filter(
     Each zone has a chain of its own; when every zone shares one mask (one layout, cluster scope) the
     dispatch is a single verdict map lookup on the masked source address, otherwise one rule per zone.
     """
-    groups = _zone_groups(rules, zones)
+    groups = zone_groups(rules, zones)
     body = [
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
