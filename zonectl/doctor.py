@@ -97,15 +97,9 @@ def check_forwarding(host: Any) -> Check:
 
 def check_tayga(config: Any, host: Any, state_dir: str | None = None) -> list[Check]:
     """Tayga instances up (pid alive, TUN up), and the NAT64 prefix routed into the shared instance."""
-    from .gateway.config import parse_gateway
-    from .gateway.status import read_status
+    from .gateway.status import read_status, status_config
 
-    section = dict(config.section("gateway"))
-    section.setdefault("uplink", "unused")  # status reads the state dir and the host; it never uses the uplink
-    if state_dir:
-        section["stateDir"] = state_dir
-    gw = parse_gateway(section)
-    st = read_status(gw, host)
+    st = read_status(status_config(config.section("gateway"), state_dir), host)
     instances = st["tayga"]
     if not instances:
         return [Check("tayga", "fail", f"no Tayga instance configured under {st['stateDir']} (zonectl gateway apply)")]

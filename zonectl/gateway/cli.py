@@ -141,18 +141,11 @@ def _out(text: str) -> None:
 
 # --- status ---------------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    from .config import parse_gateway
     from .host import Host
-    from .status import read_status
+    from .status import read_status, status_config
 
     config = load_config(args.config)
-    section = dict(config.section("gateway"))
-    if args.uplink:
-        section["uplink"] = args.uplink
-    section.setdefault("uplink", "unused")
-    if args.state_dir:
-        section["stateDir"] = args.state_dir
-    status = read_status(parse_gateway(section), Host(args.netns))
+    status = read_status(status_config(config.section("gateway"), args.state_dir), Host(args.netns))
     if args.output == "json":
         _out(json.dumps(status, indent=2, sort_keys=True))
     else:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 from ..procs import alive, cmdline
 from . import metrics, netlink
-from .config import GatewayConfig
+from .config import GatewayConfig, parse_gateway
 from .firewall import Ip6tables
 from .host import CommandError, Host
 from .tayga import active_mappings, detect_version, read_dynamic_map
@@ -37,6 +38,15 @@ def daemon_pid(state_dir: Path) -> int | None:
         return None
     line = cmdline(pid)
     return pid if ("gateway" in line and "run" in line) or "zonectl.lab.gwd" in line else None
+
+
+def status_config(section: Mapping[str, Any], state_dir: str | None = None) -> GatewayConfig:
+    """The ``gateway`` section as status reads it: its state dir (or ``state_dir``) and Tayga binary.
+    The uplink is never used here, so a section without one (a lab, a config for other hosts) will do."""
+    body = {"uplink": "unused", **section}
+    if state_dir:
+        body["stateDir"] = state_dir
+    return parse_gateway(body)
 
 
 def read_status(cfg: GatewayConfig, host: Host) -> dict:
