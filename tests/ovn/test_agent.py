@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from promtext import samples
 
@@ -29,6 +28,7 @@ from zonectl.core.rules import RuleSet
 from zonectl.core import published
 from zonectl.operator.publish import FilePublisher
 from zonectl.harness.sandbox import OvnSandbox
+from zonectl.procs import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "config.yaml"
@@ -76,11 +76,7 @@ def foreign(sb: OvnSandbox) -> str:
 
 
 def wait_for(pred, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
+    wait_until(pred, timeout, what, interval=0.1)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from zonectl.harness.sandbox import NB_SCHEMA, OvnSandbox
 from zonectl.ovn.snat import SnatGuard, find_hiding_nats, remove_nats
 from zonectl.ovn.sync import SyncSettings, sync
 from zonectl.harness.ovnk_cluster import Cluster, foreign_snapshot
+from zonectl.procs import wait_until
 
 
 def tier_schema(tmp_path: Path) -> Path:
@@ -72,10 +73,8 @@ def test_tiers_are_taken_up_after_an_upgrade_reconnect(tmp_path: Path, example_c
             sb.run(["ovsdb-tool", "convert", str(sb.path("nb.db")), str(tier_schema(tmp_path))])
             sb.nb_schema = tier_schema(tmp_path)
             sb.start_nb()
-            deadline = time.monotonic() + 15
-            while not (nb.connected and nb.idl._session.get_seqno() != nb._session_seqno):
-                assert time.monotonic() < deadline, "the IDL did not reconnect"
-                time.sleep(0.1)
+            wait_until(lambda: nb.connected and nb.idl._session.get_seqno() != nb._session_seqno, 15,
+                       "the IDL to reconnect")
             report = sync(nb, rules, settings)  # the settings were built without tiers
             assert nb.has_tier and nb.schema_version == "7.0.99"
             assert report.applied and report.count("update") == len(rules) + 3  # every row gains its tier
