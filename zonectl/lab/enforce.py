@@ -27,7 +27,7 @@ from ..gateway.host import Host
 from ..gateway.tayga import detect_version
 from ..harness.netns import kill_netns_pids
 from ..ovn.connection import connect
-from ..ovn.sync import SyncReport, SyncSettings, sync
+from ..ovn.sync import SyncMode, SyncReport, SyncSettings, sync
 from . import gwd
 from .inputs import Compiled
 from ..procs import WaitTimeout, alive, cmdline, wait_until
@@ -68,11 +68,11 @@ def _ovn_section(compiled: Compiled) -> Mapping[str, Any]:
     return {k: v for k, v in section.items() if k in OVN_LAB_KEYS}
 
 
-def ovn_sync(nb_socket: Path, compiled: Compiled, *, mode: str = "repair") -> SyncReport:
+def ovn_sync(nb_socket: Path, compiled: Compiled, *, mode: SyncMode = "repair") -> SyncReport:
     """Run the OVN backend's sync (``repair`` writes, ``log`` only reports) against the lab's NB."""
     with connect(f"unix:{nb_socket}", timeout=10.0) as nb:
         settings = SyncSettings.build(_ovn_section(compiled), compiled.config.layout.cluster, nb.has_tier)
-        return sync(nb, compiled.ruleset, settings, mode=mode)  # type: ignore[arg-type]
+        return sync(nb, compiled.ruleset, settings, mode=mode)
 
 
 # --- gateway --------------------------------------------------------------------------------------
