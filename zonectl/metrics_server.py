@@ -30,7 +30,7 @@ class ScrapeCollector:
 def registry_of(collect: Callable[[], Iterable[Metric]]) -> CollectorRegistry:
     """A registry of its own (never the global one: tests run several daemons in one process)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ScrapeCollector(collect))  # type: ignore[arg-type]
+    registry.register(ScrapeCollector(collect))
     return registry
 
 
