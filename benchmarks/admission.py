@@ -108,7 +108,7 @@ async def serve(cert: str, key: str, insecure: bool) -> None:
     import aiohttp.web
     import yaml
 
-    from zonectl.files import load_documents, of_kind
+    from zonectl.inputs import load_documents, of_kind
     from zonectl.operator.config import parse_controller_config
     from zonectl.operator.handlers import POD_WEBHOOK, Controller, admission_registry
     from zonectl.operator.metrics import Metrics
@@ -232,7 +232,7 @@ async def drive(urls: dict[str, str], cert: str | None, args: argparse.Namespace
     results: dict[str, dict[str, list[dict]]] = {"rate": {n: [] for n in urls}, "max": {n: [] for n in urls}}
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for name, url in urls.items():  # warm-up: connections, TLS sessions, caches
+        for url in urls.values():  # warm-up: connections, TLS sessions, caches
             await open_loop(session, url, ssl_ctx, payloads, 200, 1)
         for _ in range(args.rounds):
             for name, url in urls.items():

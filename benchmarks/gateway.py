@@ -3,7 +3,7 @@
 
 Figures vary from run to run on shared machines; compare the ratios, which come from the same run.
 
-Everything runs in network namespaces this script creates (zonectl.gateway.testbed) and removes.
+Everything runs in network namespaces this script creates (zonectl.harness.gateway_testbed) and removes.
 
 1. Throughput (iperf3, TCP, pod -> IPv4 server), three paths measured in alternating rounds so
    drift on a shared machine hits all of them alike; the median of the rounds is reported:
@@ -41,8 +41,8 @@ from zonectl.core.zones import ZoneRegistry  # noqa: E402
 from zonectl.gateway.config import parse_gateway  # noqa: E402
 from zonectl.gateway.gateway import Gateway  # noqa: E402
 from zonectl.gateway.host import Host  # noqa: E402
-from zonectl.gateway.testbed import SERVER_V4, UPLINK, Testbed  # noqa: E402
-from zonectl.netns import Netns  # noqa: E402
+from zonectl.harness.gateway_testbed import SERVER_V4, UPLINK, Testbed  # noqa: E402
+from zonectl.harness.netns import Netns  # noqa: E402
 from zonectl.render import ip6tables, nftables  # noqa: E402
 
 CONFIG = parse_config({"layout": {"cluster": "fd00:10:244::/48"}, "nat64": {"prefix": "fd64:ff9b::/96"}})
@@ -234,7 +234,7 @@ def main() -> int:
     tp = throughput(seconds, rounds, args.rules)
     med = {k: statistics.median(v) for k, v in tp.items()}
     # each round measures every path back to back: the median of per-round ratios cancels machine drift
-    paired = {k: statistics.median(a / b for a, b in zip(v, tp["tayga"])) for k, v in tp.items()}
+    paired = {k: statistics.median(a / b for a, b in zip(v, tp["tayga"], strict=True)) for k, v in tp.items()}
     print(f"Throughput, iperf3 TCP pod -> server, {rounds} alternating (ABBA) rounds of {seconds:g}s; "
           "ratio = median of per-round ratios")
     print(f"  {'path':<44} {'Gbit/s':>8}  {'vs Tayga alone':>14}  {'per-round range':>15}")
@@ -242,7 +242,7 @@ def main() -> int:
               "filter": "Tayga + zonectl filter (realistic set)",
               "filter1k": f"Tayga + {args.rules} rules in one zone, match last"}
     for key in ("kernel", "tayga", "filter", "filter1k"):
-        ratios = [a / b for a, b in zip(tp[key], tp["tayga"])]
+        ratios = [a / b for a, b in zip(tp[key], tp["tayga"], strict=True)]
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
         print(f"  {labels[key]:<44} {med[key] / 1e9:>8.3f}  {paired[key]:>13.3f}x  {spread:>15}")
     cost = 1 - paired["filter"]
@@ -250,7 +250,8 @@ def main() -> int:
 
     ap_ = apply_speed(args.rules)
     n, calls = int(ap_["rules"]), int(ap_["calls"])
-    print(f"\nApplying {n} rules to a fresh namespace (ip6tables {subprocess.run(['ip6tables', '-V'], capture_output=True, text=True).stdout.split()[1]})")
+    version = subprocess.run(["ip6tables", "-V"], capture_output=True, text=True).stdout.split()[1]
+    print(f"\nApplying {n} rules to a fresh namespace (ip6tables {version})")
     print(f"  {'method':<44} {'seconds':>8}  {'vs per-rule':>11}")
     for key, label in (("per_rule", f"one ip6tables call per rule/chain ({calls})"), ("atomic", "one ip6tables-restore (atomic)"),
                        ("atomic_replace", "ip6tables-restore replacing the loaded set"), ("nft", "nft -f (same rules, own table)")):

@@ -42,12 +42,12 @@ from zonectl.core.config import parse_config  # noqa: E402
 from zonectl.core.layout import AddrMatch  # noqa: E402
 from zonectl.core.rules import Rule, RuleSet, compile_objects  # noqa: E402
 from zonectl.core.zones import ZoneRegistry  # noqa: E402
-from zonectl.files import load_documents, of_kind  # noqa: E402
+from zonectl.inputs import load_documents, of_kind  # noqa: E402
 from zonectl.ovn.connection import connect  # noqa: E402
-from zonectl.ovn.sandbox import OvnSandbox  # noqa: E402
+from zonectl.harness.sandbox import OvnSandbox  # noqa: E402
 from zonectl.ovn.sync import SyncSettings, sync  # noqa: E402
-from zonectl.ovn.ovnk import batch, q  # noqa: E402
-from zonectl.ovn.testbed import Cluster, Pod  # noqa: E402
+from zonectl.harness.ovnk import batch, q  # noqa: E402
+from zonectl.harness.ovnk_cluster import Cluster, Pod  # noqa: E402
 from zonectl.render.ovn_match import AclSettings, assign_priorities  # noqa: E402
 
 EXAMPLES = ROOT / "examples"

@@ -12,25 +12,28 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import __version__
 from .core.errors import ValidationError, ZonectlError
+from .inputs import (
+    CONFIG_ENV,
+    CONFIG_HELP,
+    DEFAULT_CONFIG,
+    UsageError,
+    load_config,
+    load_nodes,
+    load_policies,
+    load_registry,
+)
 
 if TYPE_CHECKING:  # type names only: the modules themselves are imported where they are needed
-    from ipaddress import IPv6Network
-
     from .core.config import Config
-    from .core.layout import Layout
     from .core.rules import RuleSet
     from .core.zones import ZoneRegistry
 
-CONFIG_ENV = "ZONECTL_CONFIG"
-DEFAULT_CONFIG = "zonectl.yaml"
 EXIT_ERROR = 2
 
 # Sub-commands that live with their layer: module name and the one-line help shown before importing it.
@@ -42,65 +45,6 @@ PLUGINS: dict[str, tuple[str, str]] = {
     "run": ("zonectl.runcmd", "run a zonectl daemon: controller (operator run) or gateway (gateway run)"),
     "doctor": ("zonectl.doctor", "check a deployment: config, OVN, drift, hiding SNAT rows, Tayga, routes, CRDs"),
 }
-
-CONFIG_HELP = (
-    f"zonectl config file (layout, nat64, ...); default: ${CONFIG_ENV} if set, else ./{DEFAULT_CONFIG}. "
-    "Example: examples/config.yaml"
-)
-
-
-class CliError(ZonectlError):
-    """A usage problem found after parsing (missing config, unavailable part, nothing to do)."""
-
-
-# --- loading inputs ---------------------------------------------------------------------------------
-def _config_path(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return Path(env)
-    path = Path(DEFAULT_CONFIG)
-    if not path.exists():
-        raise CliError(f"no config: pass --config FILE or set ${CONFIG_ENV} (./{DEFAULT_CONFIG} does not exist)")
-    return path
-
-
-def load_config(arg: str | None) -> "Config":
-    """The validated config from --config, $ZONECTL_CONFIG or ./zonectl.yaml (read at call time)."""
-    from .core.config import parse_config
-    from .files import read_mapping
-
-    path = _config_path(arg)
-    body = read_mapping(path)
-    try:
-        return parse_config(body)
-    except ValidationError as exc:
-        raise ValidationError(exc.problems, source=f"{path}: {exc.source}" if exc.source else str(path)) from None
-
-
-def load_registry(layout: "Layout", paths: Sequence[str] | None) -> "ZoneRegistry":
-    """The zone registry from SecurityZone objects in the given files (an empty one without files)."""
-    from .core.zones import ZoneRegistry
-    from .files import load_documents, of_kind
-
-    if not paths:
-        return ZoneRegistry(layout)
-    zones = of_kind(load_documents(paths), "SecurityZone")
-    if not zones:
-        raise CliError(f"no SecurityZone object in {', '.join(paths)}")
-    return ZoneRegistry.from_objects(layout, zones)
-
-
-def load_nodes(paths: Sequence[str] | None) -> "list[IPv6Network] | None":
-    from .files import load_documents, node_cidrs
-
-    if not paths:
-        return None
-    nodes = node_cidrs(load_documents(paths))
-    if not nodes:
-        raise CliError(f"no IPv6 node podCIDR in {', '.join(paths)} (expected Node objects or a `cidrs:` list)")
-    return nodes
 
 
 def _emit(text: str) -> None:
@@ -118,7 +62,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         try:
             v4 = IPv4Address(text)
         except ValueError:
-            raise CliError(f"{text!r} is not an IPv6 (or IPv4) address") from None
+            raise UsageError(f"{text!r} is not an IPv6 (or IPv4) address") from None
         return _explain_ipv4(v4, config, args.output)
     exp = config.layout.explain(address, registry.names())
     result = exp.as_dict()
@@ -145,7 +89,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _explain_ipv4(v4: IPv4Address, config: "Config", output: str) -> int:
     if config.nat64 is None:
-        raise CliError(f"{v4} is IPv4 and NAT64 is disabled in the config: pods cannot reach it")
+        raise UsageError(f"{v4} is IPv4 and NAT64 is disabled in the config: pods cannot reach it")
     v6 = config.nat64.embed(v4)
     if output == "json":
         _emit(json.dumps({"address": str(v4), "nat64": {"prefix": str(config.nat64.network), "ipv6": str(v6)}}, indent=2))
@@ -172,7 +116,7 @@ def _render_ovn(ruleset: "RuleSet", config: "Config", registry: "ZoneRegistry", 
 def _gateway_inputs(ruleset: "RuleSet", config: "Config", registry: "ZoneRegistry", what: str) -> tuple:
     """What the egress gateway's filter is rendered from: its rules, the NAT64 match, the zones."""
     if config.nat64 is None:
-        raise CliError(f"{what} renders the egress gateway's filter, which needs a NAT64 prefix (nat64.prefix)")
+        raise UsageError(f"{what} renders the egress gateway's filter, which needs a NAT64 prefix (nat64.prefix)")
     from .render.ip6tables import ZoneMatch
 
     zones = tuple(ZoneMatch(z.name, registry.layout.zone_match(z.id)) for z in registry)
@@ -200,13 +144,10 @@ TARGETS: dict[str, Callable[[Any, Any, Any, argparse.Namespace], str]] = {
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from .core.rules import compile_objects
-    from .files import load_documents, of_kind
 
     config = load_config(args.config)
     registry = load_registry(config.layout, args.zones)
-    policies = of_kind(load_documents(args.files), "SecurityZonePolicy")
-    if not policies:
-        raise CliError(f"no SecurityZonePolicy object in {', '.join(args.files)}")
+    policies = load_policies(args.files)
     ruleset = compile_objects(policies, registry, config.nat64)
     _emit(TARGETS[args.target](ruleset, config, registry, args))  # rendered whole before anything is written
     return 0
@@ -220,7 +161,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     registry = load_registry(config.layout, args.zones)
     nodes = load_nodes(args.nodes)
     if args.format in export.CIDR_FORMATS and args.scope == "datacenter":
-        raise CliError(
+        raise UsageError(
             f"{args.format} has no wildcard masks: it lists this cluster's node CIDRs (--nodes), so it cannot "
             "cover the datacenter; export each cluster with its own --config and --nodes instead"
         )
@@ -235,7 +176,7 @@ def cmd_render_coredns(args: argparse.Namespace) -> int:
     coredns = _optional("zonectl.render.coredns", "render coredns")
     config = load_config(args.config)
     if config.nat64 is None:
-        raise CliError("render coredns: NAT64 is disabled in the config (nat64.enabled: false), so there is no dns64 prefix")
+        raise UsageError("render coredns: NAT64 is disabled in the config (nat64.enabled: false), so there is no dns64 prefix")
     dns = coredns.parse_dns(config.section("dns"))
     render = coredns.render_configmap if args.output == "configmap" else coredns.render_corefile
     _emit(render(config.nat64, dns))
@@ -248,7 +189,7 @@ def _optional(module: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except Exception as exc:  # ImportError, or a broken dependency failing at import time
-        raise CliError(f"{what} is not available: {module} could not be imported ({type(exc).__name__}: {exc})") from None
+        raise UsageError(f"{what} is not available: {module} could not be imported ({type(exc).__name__}: {exc})") from None
 
 
 def _add_plugin(sub: argparse._SubParsersAction, name: str, wanted: bool) -> None:
@@ -267,7 +208,7 @@ def _add_plugin(sub: argparse._SubParsersAction, name: str, wanted: bool) -> Non
     p = sub.add_parser(name, help=summary, description=f"{summary}\n(not loaded: {reason})" if wanted else summary)
 
     def unavailable(_: argparse.Namespace, reason: str = reason) -> int:
-        raise CliError(f"zonectl {name} is not available: {reason}")
+        raise UsageError(f"zonectl {name} is not available: {reason}")
 
     p.set_defaults(func=unavailable, _stand_in=True)
 

@@ -14,11 +14,12 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from .core.errors import ZonectlError
+from .inputs import CONFIG_HELP
 
 Status = Literal["ok", "warn", "fail", "skip"]
 CRD_NAMES = ("securityzones.zonectl.io", "securityzonepolicies.zonectl.io")
@@ -37,25 +38,26 @@ class Check:
 # --- OVN ----------------------------------------------------------------------------------------------
 def check_ovn(config: Any, registry: Any, rules: Any, remote: str | None, timeout: float) -> list[Check]:
     """Connectivity, owned rows, drift against the policies, and SNAT rows that hide zone pods."""
+    from .ovn.config import parse_ovn
     from .ovn.connection import NbSettings, connect
     from .ovn.status import status
     from .ovn.sync import SyncSettings
 
-    section = dict(config.section("ovn"))
     try:
-        settings = NbSettings.from_section(section, remote)
+        ovn = parse_ovn(config.section("ovn"))
+        settings = NbSettings.from_section(ovn.section, remote)
     except ZonectlError as exc:
         return [Check("ovn connection", "fail", str(exc))]
     if not settings.remote:
         return [Check("ovn connection", "skip", "no NB remote (pass --nb or set ovn.nb in the config)")]
-    settings = NbSettings(**{**settings.__dict__, "timeout": timeout})
+    settings = replace(settings, timeout=timeout)
     try:
         settings.validate()
         nb = connect(settings)
     except Exception as exc:  # any connection failure is this check's finding, not a crash
         return [Check("ovn connection", "fail", f"{settings.remote}: {exc}")]
     try:
-        sync_settings = SyncSettings.build(section, config.layout.cluster, nb.has_tier)
+        sync_settings = SyncSettings.from_config(ovn, config.layout.cluster, nb.has_tier)
         st = status(nb, sync_settings, config.layout, registry, rules.rules if rules is not None else None)
     finally:
         nb.close()
@@ -93,13 +95,11 @@ def check_forwarding(host: Any) -> Check:
     return Check("forwarding", "ok", "IPv6 and IPv4 forwarding on")
 
 
-def check_tayga(config: Any, host: Any) -> list[Check]:
+def check_tayga(config: Any, host: Any, state_dir: str | None = None) -> list[Check]:
     """Tayga instances up (pid alive, TUN up), and the NAT64 prefix routed into the shared instance."""
-    from .gateway.config import parse_gateway
-    from .gateway.status import read_status
+    from .gateway.status import read_status, status_config
 
-    gw = parse_gateway(config.section("gateway"))
-    st = read_status(gw, host)
+    st = read_status(status_config(config.section("gateway"), state_dir), host)
     instances = st["tayga"]
     if not instances:
         return [Check("tayga", "fail", f"no Tayga instance configured under {st['stateDir']} (zonectl gateway apply)")]
@@ -139,7 +139,8 @@ def check_crds(kubeconfig: str | None) -> Check:
                 return Check("crds", "skip", "no cluster (no kubeconfig); pass --kubeconfig to check the CRDs")
             kconfig.load_kube_config(config_file=path)
         api = client.ApiextensionsV1Api()
-        found = {c.metadata.name: c for c in api.list_custom_resource_definition(_request_timeout=10).items}
+        found = {c.metadata.name: c for c in api.list_custom_resource_definition(_request_timeout=10).items
+                 if c.metadata is not None}
     except Exception as exc:
         return Check("crds", "fail", f"cannot list CRDs: {exc}")
     missing = [n for n in CRD_NAMES if n not in found]
@@ -150,9 +151,8 @@ def check_crds(kubeconfig: str | None) -> Check:
 
 # --- command ------------------------------------------------------------------------------------------
 def run_checks(args: argparse.Namespace) -> list[Check]:
-    from .cli import load_config, load_registry
     from .core.rules import compile_objects
-    from .files import load_documents, of_kind
+    from .inputs import load_config, load_documents, load_registry, of_kind
 
     checks: list[Check] = []
     try:
@@ -176,7 +176,7 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
 
         host = Host(args.netns)
         checks.append(check_forwarding(host))
-        checks += check_tayga(config, host)
+        checks += check_tayga(config, host, args.state_dir)
     checks.append(Check("crds", "skip", "--skip crds") if "crds" in args.skip else check_crds(args.kubeconfig))
     return checks
 
@@ -204,13 +204,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "  zonectl doctor --config zonectl.yaml --nb tcp:[fd00::10]:6641 --zones zones.yaml -f policies/\n"
         "  zonectl doctor --config zonectl.yaml --gateway --skip ovn,crds      # on the egress host\n",
     )
-    p.add_argument("--config", help="zonectl config file (default: $ZONECTL_CONFIG, else ./zonectl.yaml)")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--zones", action="append", help="SecurityZone objects (file or directory; repeatable)")
     p.add_argument("-f", "--files", action="append", help="SecurityZonePolicy objects, to check OVN for drift")
     p.add_argument("--nb", help="OVN NB remote (unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT); default: ovn.nb")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for OVN (default 5)")
     p.add_argument("--gateway", action="store_true", help="also check this host as the egress gateway")
     p.add_argument("--netns", help="run the gateway checks inside this network namespace")
+    p.add_argument("--state-dir", help="the gateway's state dir (default: gateway.stateDir in the config)")
     p.add_argument("--kubeconfig", help="kubeconfig for the CRD check (default: $KUBECONFIG, ~/.kube/config)")
     p.add_argument("--skip", type=_skip_list, default=(), help="comma-separated: ovn, gateway, crds")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")

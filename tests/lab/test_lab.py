@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,14 @@ def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
     published = json.loads((state_dir / "gateway" / "gateway.json").read_text())
     assert published["kind"] == "GatewayInputs" and {z["metadata"]["name"] for z in published["zones"]} == {"dmz", "web", "db"}
     assert published["rules"] and all(r["direction"] == "egress" and r["nat64"] for r in published["rules"])
+    # `gateway status` and `doctor`, run as `lab up` prints them, see the lab's gateway and OVN as a deployment's
+    printed = up.stdout.split("inspect it as a deployment:\n", 1)[1].splitlines()[:2]
+    status, doctor = (subprocess.run([sys.executable, "-m", *shlex.split(line.strip())], capture_output=True,
+                                     text=True, timeout=60, cwd=REPO) for line in printed)
+    assert status.returncode == 0 and "daemon pid" in status.stdout and "last apply #1: ok" in status.stdout, status
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    for check in ("ovn drift: NB matches the policies", "tayga shared: pid", "tayga web: pid", "nat64 route"):
+        assert f"[OK  ] {check}" in doctor.stdout, doctor.stdout
 
     _tamper(state)
     tampered = lab(state_dir, "test")

@@ -15,7 +15,7 @@ import pytest
 
 from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
-from zonectl.files import load_documents, of_kind
+from zonectl.inputs import load_documents, of_kind
 from zonectl.lab.expect import Service, expected, services_of
 from zonectl.lab.inputs import Inputs, compile_inputs
 from zonectl.lab.matrix import plan_matrix, observe, render_svg, render_text

@@ -14,7 +14,7 @@ from zonectl.core.zones import ZoneRegistry
 from zonectl.gateway.config import parse_gateway
 from zonectl.gateway.gateway import Gateway
 from zonectl.gateway.host import Host
-from zonectl.gateway.testbed import SERVER_V4, Testbed
+from zonectl.harness.gateway_testbed import SERVER_V4, Testbed
 
 CONFIG = parse_config(yaml.safe_load("""
 layout: {cluster: "fd00:10:244::/48", datacenter: "fd00:10:200::/40"}

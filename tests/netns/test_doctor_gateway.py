@@ -7,7 +7,7 @@ from zonectl.doctor import check_forwarding, check_tayga
 from zonectl.gateway.config import parse_gateway
 from zonectl.gateway.gateway import Gateway
 from zonectl.gateway.host import Host
-from zonectl.gateway.testbed import Testbed
+from zonectl.harness.gateway_testbed import Testbed
 
 from gwlab import CONFIG, pods, registry, ruleset
 

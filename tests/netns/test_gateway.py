@@ -9,14 +9,17 @@ import urllib.request
 
 import pytest
 
+from promtext import samples
+
 from gwlab import ALLOW_LAB, CONFIG, POD_ZONES, ZONES, reach, reach_all, registry, ruleset, running
 from zonectl.core.errors import ValidationError
 from zonectl.core.nat64 import Nat64Prefix
 from zonectl.gateway.config import parse_gateway
 from zonectl.gateway.gateway import GatewayError
-from zonectl.gateway.metrics import MetricsServer
+from zonectl.metrics_server import MetricsServer
 from zonectl.gateway.tayga import read_dynamic_map
-from zonectl.gateway.testbed import GATEWAY_V4, wait_for
+from zonectl.harness.gateway_testbed import GATEWAY_V4
+from zonectl.procs import wait_until
 
 SERVER_ECHO = "fd64:ff9b::c000:20a"
 
@@ -68,11 +71,11 @@ def test_killed_tayga_is_restarted_and_traffic_flows_again() -> None:
         shared = gw.taygas["shared"]
         old_pid = shared.pid
         os.kill(old_pid, signal.SIGKILL)
-        assert wait_for(lambda: shared.restarts == 1 and shared.pid not in (None, old_pid), timeout=10)
+        wait_until(lambda: shared.restarts == 1 and shared.pid not in (None, old_pid), 10, "Tayga restarted")
         assert shared.wait_up(timeout=10)
         assert reach(bed, "dmz") == (str(GATEWAY_V4), str(GATEWAY_V4), SERVER_ECHO)
-        assert 'zonectl_tayga_restarts_total{instance="shared"} 1' in gw.metrics_text()
-        assert 'zonectl_tayga_up{instance="shared"} 1' in gw.metrics_text()
+        assert samples(gw.metrics_text())['zonectl_tayga_restarts_total{instance="shared"}'] == 1
+        assert samples(gw.metrics_text())['zonectl_tayga_up{instance="shared"}'] == 1
 
 
 def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
@@ -92,7 +95,7 @@ def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
         (entry,) = read_dynamic_map(shared.data_dir)  # written on SIGTERM, read back by the new process
         assert entry.ipv6 == bed.pods["dmz"].address
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
-        assert 'zonectl_tayga_dynamic_mappings{instance="shared"} 1' in gw.metrics_text()
+        assert samples(gw.metrics_text())['zonectl_tayga_dynamic_mappings{instance="shared"}'] == 1
 
 
 def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
@@ -119,7 +122,7 @@ def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
         assert gw.taygas["shared"].pid == pid
         assert _saved(bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout) == rules_before
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4) and reach(bed, "db", 0.5)[0] is None
-        assert 'zonectl_gateway_applies_total{result="error"} 3' in gw.metrics_text()
+        assert samples(gw.metrics_text())['zonectl_gateway_applies_total{result="error"}'] == 3
 
 
 def test_policy_change_applies_atomically() -> None:
@@ -185,7 +188,7 @@ def test_static_map_lets_ipv4_clients_reach_a_service() -> None:
 def test_metrics_endpoint_serves_prometheus_text() -> None:
     with running({"dmz": 0x2000, "rogue": 0x4000}) as (bed, gw):
         reach_all(bed, ["dmz", "rogue"], 0.5)
-        server = MetricsServer("127.0.0.1:0", gw.metrics_text, gw.healthy).start()
+        server = MetricsServer("127.0.0.1:0", gw.registry, gw.healthy).start()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
                 body = resp.read().decode()
@@ -194,8 +197,7 @@ def test_metrics_endpoint_serves_prometheus_text() -> None:
                 assert resp.status == 200
         finally:
             server.close()
-        values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-                  if line and not line.startswith("#")}
+        values = samples(body)
         assert values['zonectl_gateway_packets_total{zone="dmz",action="allow"}'] >= 3
         assert values['zonectl_gateway_packets_total{zone="-",action="deny"}'] >= 3
         assert values['zonectl_gateway_bytes_total{zone="dmz",action="allow"}'] > 100

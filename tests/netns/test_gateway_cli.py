@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from promtext import samples
 from gwlab import ALLOW_LAB, ZONES, reach, reach_all
-from zonectl.gateway.testbed import GATEWAY_V4, Testbed, wait_for
+from zonectl.harness.gateway_testbed import GATEWAY_V4, Testbed
+from zonectl.procs import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -52,14 +55,17 @@ def test_run_apply_status() -> None:
                                        "gateway", "run", *common, "--interval", "0.3"],
                                       stdout=log, stderr=subprocess.STDOUT, env=ENV)
         try:
-            assert wait_for(lambda: last_apply(state).get("seq") == 1, timeout=30), (bed.workdir / "run.log").read_text()
+            try:
+                wait_until(lambda: last_apply(state).get("seq") == 1, 30, "the first apply")
+            except WaitTimeout:
+                pytest.fail((bed.workdir / "run.log").read_text())
             assert last_apply(state)["ok"], last_apply(state)
             got = reach_all(bed, ["dmz", "db"])
             assert got["dmz"][0] == str(GATEWAY_V4) and got["db"] == (None, None, None)
 
             # a broken policy file: refused, logged, and the old rules keep working
             policies.write_text(ALLOW_LAB.replace("action: Allow", "action: Perhaps"))
-            assert wait_for(lambda: last_apply(state).get("ok") is False, timeout=10)
+            wait_until(lambda: last_apply(state).get("ok") is False, 10, "the refused apply")
             assert "Perhaps" in last_apply(state)["error"]
             assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
 
@@ -78,8 +84,9 @@ def test_run_apply_status() -> None:
 
             metrics = bed.gateway.run([sys.executable, "-c", "import urllib.request;print(urllib.request.urlopen("
                                        "'http://127.0.0.1:9464/metrics',timeout=5).read().decode())"]).stdout
-            assert 'zonectl_gateway_packets_total{zone="dmz",action="deny"}' in metrics
-            assert 'zonectl_tayga_up{instance="web"} 1' in metrics
+            values = samples(metrics)
+            assert 'zonectl_gateway_packets_total{zone="dmz",action="deny"}' in values
+            assert values['zonectl_tayga_up{instance="web"}'] == 1
             tayga_pids = [t["pid"] for t in status["tayga"]]
         finally:
             daemon.send_signal(signal.SIGTERM)

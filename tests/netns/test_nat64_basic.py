@@ -13,7 +13,7 @@ import pytest
 from zonectl.gateway import netlink
 from zonectl.gateway.host import Host
 from zonectl.gateway.tayga import TaygaProcess, detect_version, read_dynamic_map
-from zonectl.gateway.testbed import GATEWAY_V4, SERVER_V4, UPLINK, Testbed
+from zonectl.harness.gateway_testbed import GATEWAY_V4, SERVER_V4, UPLINK, Testbed
 from zonectl.render.tayga import TaygaConfig, render
 
 POD = "fd00:10:244:2:2000::5"

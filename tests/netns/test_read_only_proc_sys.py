@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gwlab import ALLOW_LAB, ZONES
-from zonectl.netns import Netns
+from zonectl.harness.netns import Netns
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))

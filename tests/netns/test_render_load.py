@@ -13,7 +13,7 @@ from zonectl.core.rules import compile_objects
 from zonectl.core.zones import ZoneRegistry
 from zonectl.gateway.firewall import expected_lines
 from zonectl.gateway.host import Host
-from zonectl.netns import Netns
+from zonectl.harness.netns import Netns
 from zonectl.render import ip6tables, nftables
 
 LAYOUTS = {

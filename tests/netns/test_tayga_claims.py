@@ -15,7 +15,7 @@ import pytest
 from zonectl.core.errors import ValidationError
 from zonectl.gateway.host import Host
 from zonectl.gateway.tayga import TaygaError, TaygaProcess, detect_version
-from zonectl.netns import Netns
+from zonectl.harness.netns import Netns
 from zonectl.render.tayga import TaygaConfig, render, validate
 
 BASE = TaygaConfig("zt64", IPv4Address("100.64.0.1"), IPv6Network("fd64:ff9b::/96"),

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 import yaml
 
-from zonectl.files import load_documents, of_kind
+from zonectl.inputs import load_documents, of_kind
 from zonectl.operator.config import ControllerConfig, parse_controller_config
 from zonectl.operator.handlers import Controller
 from zonectl.operator.metrics import Metrics
@@ -251,7 +251,7 @@ def acl_rows(nbctl: Callable[..., str]) -> list[dict[str, Any]]:
     data = json.loads(nbctl("--format=json", "--columns=_uuid,match,priority,action,direction,external_ids", "list", "ACL"))
     out = []
     for row in data["data"]:
-        r = dict(zip(data["headings"], row))
+        r = dict(zip(data["headings"], row, strict=True))
         out.append({"uuid": r["_uuid"][1], "match": r["match"], "priority": r["priority"], "action": r["action"],
                     "direction": r["direction"], "external_ids": dict(r["external_ids"][1])})
     return out

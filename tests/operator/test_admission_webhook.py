@@ -202,7 +202,7 @@ def test_fast_path_answers_exactly_like_kopf_engine(ctl, tls_files):
     ]
     slow = admit(ctl, tls_files, *[(POD_WEBHOOK, r) for r in cases], engine="kopf-engine")
     fast = admit(ctl, tls_files, *[(POD_WEBHOOK, r) for r in cases], engine="fast-path")
-    for r, a, b in zip(cases, slow, fast):
+    for r, a, b in zip(cases, slow, fast, strict=True):
         a, b = a["response"], b["response"]
         obj = r["request"]["object"]
         assert (a["allowed"], a.get("status"), a.get("warnings")) == (b["allowed"], b.get("status"), b.get("warnings")), obj

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from opkit import EXAMPLES, ROOT
-from zonectl.files import load_documents
-from zonectl.operator import gatewayfeed
+from zonectl.inputs import load_documents
+from zonectl.core import published
 from zonectl.operator.config import parse_controller_config
 from zonectl.operator.handlers import POD_WEBHOOK, POLICY_WEBHOOK, ZONE_WEBHOOK
 
@@ -195,8 +195,8 @@ def test_config_map_is_a_valid_zonectl_config(bundle: list[dict]) -> None:
     assert config.operator.webhook.cert_file == "/etc/zonectl/tls/tls.crt"
     assert config.operator.gateway_configmap == "zonectl-gateway-rules" and config.ovn["nb"].startswith("tcp:")
     parse_gateway(config.core.section("gateway"))
-    inputs = json.loads(one(bundle, "ConfigMap", "zonectl-gateway-rules")["data"][gatewayfeed.DATA_KEY])
-    registry, ruleset = gatewayfeed.load_document(inputs, config.core.layout)
+    inputs = json.loads(one(bundle, "ConfigMap", "zonectl-gateway-rules")["data"][published.DATA_KEY])
+    registry, ruleset = published.load_document(inputs, config.core.layout)
     assert len(registry) == 0 and len(ruleset) == 0
 
 

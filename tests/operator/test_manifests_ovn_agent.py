@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from opkit import ROOT
-from zonectl.operator import gatewayfeed
+from zonectl.core import published
 from zonectl.operator.config import parse_controller_config
 
 kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (offline Kubernetes schemas)")
@@ -88,7 +88,7 @@ def test_agent_runs_on_every_node_without_privileges(agent_bundle: list[dict]) -
     args = build_parser(c["args"][:2]).parse_args(c["args"])
     assert args.func is cmd_run and not args.files and not args.zones
     assert args.nb == f"unix:{mounts['ovn-run']['mountPath']}/ovnnb_db.sock"
-    assert args.inputs == f"{mounts['inputs']['mountPath']}/{gatewayfeed.DATA_KEY}"
+    assert args.inputs == f"{mounts['inputs']['mountPath']}/{published.DATA_KEY}"
     assert args.config == mounts["config"]["mountPath"]
     assert volumes["config"]["configMap"]["name"] == "zonectl-config"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
@@ -115,8 +115,8 @@ def test_shipped_placeholder_is_never_taken_as_the_complete_rule_set(together: l
     """Re-applying the manifests puts the empty placeholder back (until the controller republishes):
     the agents must refuse it rather than delete every row."""
     config = parse_controller_config(yaml.safe_load(one(together, "ConfigMap", "zonectl-config")["data"]["zonectl.yaml"]))
-    placeholder = one(together, "ConfigMap", config.operator.gateway_configmap)["data"][gatewayfeed.DATA_KEY]
-    assert gatewayfeed.parse_document(yaml.safe_load(placeholder), config.core.layout).complete is None
+    placeholder = one(together, "ConfigMap", config.operator.gateway_configmap)["data"][published.DATA_KEY]
+    assert published.parse_document(yaml.safe_load(placeholder), config.core.layout).complete is None
 
 
 def test_install_scripts_interconnect_config() -> None:

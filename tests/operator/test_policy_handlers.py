@@ -17,13 +17,13 @@ from typing import Any, Iterator
 import pytest
 
 from opkit import policies, zones, NAMESPACES, acl_rows, call, condition, make_state, new_controller, policy_acls, run
-from zonectl.operator import gatewayfeed
+from zonectl.core import published
 from zonectl.operator.backend import OvnBackend
-from zonectl.operator.gatewayfeed import FilePublisher
+from zonectl.operator.publish import FilePublisher
 from zonectl.operator.handlers import Controller
 from zonectl.operator.reconcile import PolicyReconciler
-from zonectl.ovn.sandbox import OvnSandbox
-from zonectl.ovn.testbed import Cluster
+from zonectl.harness.sandbox import OvnSandbox
+from zonectl.harness.ovnk_cluster import Cluster
 
 pytestmark = pytest.mark.ovn
 
@@ -94,7 +94,7 @@ def test_create_programs_status_events_and_rows(env: Env) -> None:
     # the gateway's inputs: egress rules that reach the NAT64 prefix (IPv4 allows, default denies),
     # round-tripping through the published document
     doc = json.loads(env.gateway_file.read_text())
-    registry, ruleset = gatewayfeed.load_document(doc, env.ctl.state.layout)
+    registry, ruleset = published.load_document(doc, env.ctl.state.layout)
     assert {r.policy for r in ruleset} == {"zonectl-system/dmz", "zonectl-system/web", "zonectl-system/db"}
     assert all(r.nat64 and r.direction == "egress" for r in ruleset)
     assert {r.name for r in ruleset if r.policy == "zonectl-system/dmz"} == {"ipv4-web", "default-egress"}

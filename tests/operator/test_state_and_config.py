@@ -10,7 +10,8 @@ import yaml
 
 from opkit import config_body, make_state, run, zone_bodies
 from zonectl.core.errors import ValidationError
-from zonectl.operator import gatewayfeed
+from zonectl.core import published
+from zonectl.operator.publish import FilePublisher
 from zonectl.operator.admission import decide_create
 from zonectl.operator.authority import authority_problems
 from zonectl.operator.config import load_controller_config, parse_controller_config
@@ -118,14 +119,14 @@ def test_gateway_document_round_trip(op_config, state: ZoneState, tmp_path: Path
     from zonectl.core.rules import compile_objects
 
     rules = compile_objects(policy_bodies(), state.registry, op_config.core.nat64)
-    doc = gatewayfeed.document(rules, state.registry)
-    pub = gatewayfeed.FilePublisher(tmp_path / "gw" / "gateway.json")
-    pub.publish(gatewayfeed.render(doc))
-    registry, ruleset = gatewayfeed.load_document(json.loads(pub.path.read_text()), op_config.core.layout)
+    doc = published.document(rules, state.registry)
+    pub = FilePublisher(tmp_path / "gw" / "gateway.json")
+    pub.publish(published.render(doc))
+    registry, ruleset = published.load_document(json.loads(pub.path.read_text()), op_config.core.layout)
     assert ruleset.rules == rules.for_gateway()
     assert [z.name for z in registry] == [z.name for z in state.registry]
     with pytest.raises(ValidationError, match="not a GatewayInputs"):
-        gatewayfeed.load_document({"kind": "ConfigMap"}, op_config.core.layout)
+        published.load_document({"kind": "ConfigMap"}, op_config.core.layout)
 
 
 def test_config_errors_are_complete_and_clear(tmp_path: Path) -> None:

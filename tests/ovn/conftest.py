@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from zonectl.ovn.sandbox import OvnSandbox
+from zonectl.harness.sandbox import OvnSandbox
 
 _NEEDED = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-nbctl", "ovn-sbctl", "ovn-trace")
 _CHASSIS_NEEDED = ("ovs-vswitchd", "ovn-controller", "ovs-vsctl", "ovs-ofctl", "ip", "ethtool")
@@ -58,7 +58,7 @@ from dataclasses import dataclass  # noqa: E402
 from zonectl.core.rules import RuleSet, compile_objects  # noqa: E402
 from zonectl.ovn.connection import NbClient, connect  # noqa: E402
 from zonectl.ovn.sync import SyncSettings  # noqa: E402
-from zonectl.ovn.testbed import Cluster, Pod  # noqa: E402
+from zonectl.harness.ovnk_cluster import Cluster, Pod  # noqa: E402
 
 ZONE_IDS = {"dmz": 0x2000, "web": 0x2100, "db": 0x3000, "none": 0}
 

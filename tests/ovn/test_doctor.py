@@ -8,7 +8,7 @@ from pathlib import Path
 from zonectl.cli import main
 from zonectl.doctor import check_forwarding
 from zonectl.gateway.host import Host
-from zonectl.netns import Netns
+from zonectl.harness.netns import Netns
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 BASE = ["--config", str(EX / "config.yaml"), "--zones", str(EX / "zones.yaml"), "--skip", "gateway,crds"]

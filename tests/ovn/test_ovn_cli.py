@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from zonectl.cli import main
-from zonectl.ovn.testbed import foreign_snapshot
+from zonectl.harness.ovnk_cluster import foreign_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"

@@ -8,7 +8,7 @@ import pytest
 from zonectl.core.rules import compile_objects
 from zonectl.ovn.connection import connect
 from zonectl.ovn.sync import SyncSettings, sync
-from zonectl.ovn.testbed import Cluster
+from zonectl.harness.ovnk_cluster import Cluster
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zonectl import netns as nslib
-from zonectl.ovn.sandbox import OvnSandbox, SandboxError
+from zonectl.harness import netns as nslib
+from zonectl.harness.sandbox import OvnSandbox, SandboxError
 from zonectl.procs import alive as _alive
 
 DMZ_MASK = "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::"

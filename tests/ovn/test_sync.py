@@ -18,7 +18,7 @@ from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
 from zonectl.ovn.connection import OvnError, connect
 from zonectl.ovn.sync import remove_policy, sync
-from zonectl.ovn.testbed import Pod, foreign_snapshot
+from zonectl.harness.ovnk_cluster import Pod, foreign_snapshot
 from zonectl.render.ovn_match import POLICY_KEY
 
 OTHER_CLUSTER_DMZ = "fd00:10:245:1:2000::7"  # a dmz pod of another cluster of the datacenter
@@ -234,7 +234,7 @@ def test_killing_ovsdb_server_during_sync_converges_on_next_sync(lab) -> None:
 
 def test_tcp_and_ssl_remotes(tmp_path, example_config) -> None:
     from zonectl.ovn.connection import NbSettings
-    from zonectl.ovn.sandbox import OvnSandbox
+    from zonectl.harness.sandbox import OvnSandbox
 
     with OvnSandbox(state_dir=tmp_path / "ssl", tcp=True, ssl=True) as sb:
         sb.nbctl("ls-add", "x")

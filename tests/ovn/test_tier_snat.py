@@ -9,10 +9,30 @@ from pathlib import Path
 import pytest
 
 from zonectl.ovn.connection import connect
-from zonectl.ovn.sandbox import NB_SCHEMA, OvnSandbox
+from zonectl.harness.sandbox import NB_SCHEMA, OvnSandbox
 from zonectl.ovn.snat import SnatGuard, find_hiding_nats, remove_nats
 from zonectl.ovn.sync import SyncSettings, sync
-from zonectl.ovn.testbed import Cluster, foreign_snapshot
+from zonectl.harness.ovnk_cluster import Cluster, foreign_snapshot
+from zonectl.procs import wait_until
+
+
+def tier_schema(tmp_path: Path) -> Path:
+    """Debian's 23.03 NB schema plus ACL.tier and the "pass" action, as 23.06+ has them."""
+    schema = json.loads(NB_SCHEMA.read_text())
+    schema["tables"]["ACL"]["columns"]["tier"] = {"type": {"key": {"type": "integer", "minInteger": 0,
+                                                                   "maxInteger": 3}}}
+    action = schema["tables"]["ACL"]["columns"]["action"]["type"]["key"]["enum"]
+    action[1].append("pass")  # 23.06 added both
+    schema["version"] = "7.0.99"
+    path = tmp_path / "nb-with-tier.ovsschema"
+    path.write_text(json.dumps(schema))
+    return path
+
+
+def owned_tiers(nb) -> set:
+    with nb.lock:
+        return {getattr(r, "tier", None) for r in nb.api.tables["ACL"].rows.values()
+                if r.external_ids.get("k8s.ovn.org/owner-controller") == "zonectl"}
 
 
 def test_tier_column_is_used_when_the_schema_has_it(tmp_path: Path, example_config, example_zones,
@@ -20,13 +40,7 @@ def test_tier_column_is_used_when_the_schema_has_it(tmp_path: Path, example_conf
     """Debian's 23.03 has no ACL.tier; give the NB server a schema that has it (as 23.06+ does)."""
     from zonectl.core.rules import compile_objects
 
-    schema = json.loads(NB_SCHEMA.read_text())
-    schema["tables"]["ACL"]["columns"]["tier"] = {"type": {"key": {"type": "integer", "minInteger": 0,
-                                                                   "maxInteger": 3}}}
-    action = schema["tables"]["ACL"]["columns"]["action"]["type"]["key"]["enum"]
-    action[1].append("pass")  # 23.06 added both
-    path = tmp_path / "nb-with-tier.ovsschema"
-    path.write_text(json.dumps(schema))
+    path = tier_schema(tmp_path)
     with OvnSandbox(state_dir=tmp_path / "ovn", nb_schema=path) as sb:
         Cluster(sb.nbctl, example_config.layout, node_count=1).build(gateways=False)
         rules = compile_objects(example_policy_bodies, example_zones, example_config.nat64)
@@ -40,6 +54,32 @@ def test_tier_column_is_used_when_the_schema_has_it(tmp_path: Path, example_conf
                     if r.external_ids.get("k8s.ovn.org/owner-controller") == "zonectl"]
             assert {r.tier for r in rows} == {1}
             assert {r.action for r in rows} == {"pass", "drop"}  # exemptions pass too: NetworkPolicy still judges
+
+
+def test_tiers_are_taken_up_after_an_upgrade_reconnect(tmp_path: Path, example_config, example_zones,
+                                                       example_policy_bodies) -> None:
+    """An OVN upgrade adds ACL tiers while zonectl stays connected: after the IDL reconnects, the next sync
+    reads the schema again and writes the tier (it is not kept from the first connect)."""
+    from zonectl.core.rules import compile_objects
+
+    rules = compile_objects(example_policy_bodies, example_zones, example_config.nat64)
+    with OvnSandbox(state_dir=tmp_path / "ovn") as sb:
+        Cluster(sb.nbctl, example_config.layout, node_count=1).build(gateways=False)
+        with connect(sb.nb_remote, timeout=5) as nb:
+            assert not nb.has_tier
+            settings = SyncSettings.build({}, example_config.layout.cluster, nb.has_tier)
+            assert sync(nb, rules, settings).applied
+            sb.kill_nb()
+            sb.run(["ovsdb-tool", "convert", str(sb.path("nb.db")), str(tier_schema(tmp_path))])
+            sb.nb_schema = tier_schema(tmp_path)
+            sb.start_nb()
+            wait_until(lambda: nb.connected and nb.idl._session.get_seqno() != nb._session_seqno, 15,
+                       "the IDL to reconnect")
+            report = sync(nb, rules, settings)  # the settings were built without tiers
+            assert nb.has_tier and nb.schema_version == "7.0.99"
+            assert report.applied and report.count("update") == len(rules) + 3  # every row gains its tier
+            assert owned_tiers(nb) == {1}
+            assert sync(nb, rules, settings).in_sync
 
 
 def test_pass_needs_tiers(ovn_nb, example_config) -> None:

@@ -159,8 +159,8 @@ def test_compile_ir_is_stable(capsys) -> None:
     rules = json.loads(first)
     assert {r["policy"] for r in rules} == {"zonectl-system/dmz", "zonectl-system/web", "zonectl-system/db"}
     https = next(r for r in rules if r["name"] == "https-from-lb")
-    assert (https["src"], https["dst"], https["ports"]) == (
-        "2001:db8:100::/ffff:ffff:ffff:ff00::", "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::", "443")
+    assert (https["src"], https["dst"], https["portMin"], https["portMax"]) == (
+        "2001:db8:100::/ffff:ffff:ffff:ff00::", "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::", 443, 443)
     assert run(capsys, *argv)[1] == first
 
 
@@ -282,7 +282,7 @@ def test_compile_ovn_rows(capsys) -> None:
 def test_compile_gateway_filter_loads(capsys, tmp_path: Path, target: str, check: list[str]) -> None:
     if os.geteuid() != 0 or shutil.which(check[0] if check[0] != "sh" else "ip6tables-restore") is None:
         pytest.skip("loading rulesets needs root and nft/ip6tables")
-    from zonectl.netns import Netns
+    from zonectl.harness.netns import Netns
 
     code, out, err = run(capsys, "compile", "-f", POLICIES, "--zones", ZONES, "--config", CONFIG, "--target", target)
     assert (code, err) == (0, "")

@@ -23,8 +23,8 @@ from zonectl.core.config import parse_config
 from zonectl.core.errors import ValidationError
 from zonectl.core.layout import ALL_ONES, Layout
 from zonectl.core.zones import Zone, ZoneRegistry
-from zonectl.files import load_documents, node_cidrs, of_kind
-from zonectl.netns import Netns
+from zonectl.inputs import load_documents, node_cidrs, of_kind
+from zonectl.harness.netns import Netns
 from zonectl.render import export
 from zonectl.render.export.checkpoint import wildcard_mask
 from zonectl.render.export.names import object_name

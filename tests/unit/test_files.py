@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from zonectl.core.errors import ValidationError
-from zonectl.files import load_documents, node_cidrs, of_kind
+from zonectl.inputs import load_documents, node_cidrs, of_kind
 
 NODES_DUMP = """
 apiVersion: v1
@@ -61,7 +61,7 @@ def test_broken_yaml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_read_mapping(tmp_path: Path) -> None:
-    from zonectl.files import read_mapping
+    from zonectl.inputs import read_mapping
 
     good = tmp_path / "c.yaml"
     good.write_text("layout: {cluster: fd00:10:244::/48}\n")

@@ -22,12 +22,12 @@ def _args(**kw) -> argparse.Namespace:
 
 
 def test_local_files_and_published_document_give_the_same_rules(tmp_path: Path) -> None:
-    from zonectl.operator import gatewayfeed
+    from zonectl.core import published
 
     local = load_inputs(_args(zones=[str(EXAMPLES / "zones.yaml")], policies=[str(EXAMPLES / "policies.yaml")]))
-    doc = gatewayfeed.document(local.ruleset.rules, local.registry)
+    doc = published.document(local.ruleset.rules, local.registry)
     path = tmp_path / "gateway.json"
-    path.write_text(gatewayfeed.render(doc))
+    path.write_text(published.render(doc))
     published = load_inputs(_args(inputs=str(path)))
     assert [r.id for r in published.ruleset.for_gateway()] == [r.id for r in local.ruleset.for_gateway()]
     assert published.registry.get("web").egress == local.registry.get("web").egress
@@ -35,9 +35,9 @@ def test_local_files_and_published_document_give_the_same_rules(tmp_path: Path) 
 
 
 def test_missing_inputs_is_a_clear_error() -> None:
-    from zonectl.gateway.cli import GatewayCliError
+    from zonectl.inputs import UsageError
 
-    with pytest.raises(GatewayCliError, match="--inputs FILE"):
+    with pytest.raises(UsageError, match="--inputs FILE"):
         load_inputs(_args())
 
 

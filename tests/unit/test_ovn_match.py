@@ -48,7 +48,8 @@ def test_example_policies_match_golden(example_zones, example_policy_bodies, exa
         ({"protocol": "icmpv6"}, "... && icmp6"),
         ({"protocol": "icmpv6", "icmp_type": 128}, "... && icmp6.type == 128"),
         ({"dst": None}, "ip6.src == fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::"),
-        ({"dst": AddrMatch.parse("2001:db8:100::/56")}, "ip6.src == fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff:: && ip6.dst == 2001:db8:100::/56"),
+        ({"dst": AddrMatch.parse("2001:db8:100::/56")},
+         "ip6.src == fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff:: && ip6.dst == 2001:db8:100::/56"),
         ({"src": None, "dst": None}, "ip6"),
     ],
 )

@@ -1,4 +1,4 @@
-"""zonectl.probe on loopback: the server, the batch the lab sends, the one-probe command line the gateway
+"""zonectl.harness.probe on loopback: the server, the batch the lab sends, the one-probe command line the gateway
 testbed and the OVN sandbox run. Loopback only (no namespaces); the ICMP cases need root (raw sockets)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from zonectl import probe
+from zonectl.harness import probe
 
 ROOT = os.geteuid() == 0
 

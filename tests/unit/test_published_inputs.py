@@ -10,7 +10,7 @@ import pytest
 from zonectl.cli import main
 from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
-from zonectl.operator import gatewayfeed
+from zonectl.core import published
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -22,19 +22,19 @@ def rules(example_zones, example_config, example_policy_bodies):
 
 def test_complete_document_round_trips_and_stays_compatible(rules, example_zones, example_config) -> None:
     layout = example_config.layout
-    plain = gatewayfeed.document(rules, example_zones)
-    full = gatewayfeed.document(reversed(rules.rules), example_zones, complete=True, keep=["ns/b", "ns/a", "ns/a"])
+    plain = published.document(rules, example_zones)
+    full = published.document(reversed(rules.rules), example_zones, complete=True, keep=["ns/b", "ns/a", "ns/a"])
     assert "ovn" not in plain  # central mode: the document is exactly what it always was
     assert {k: v for k, v in full.items() if k != "ovn"} == plain  # gateways see the same document
     ids = {r["id"] for r in full["rules"]}
     assert not ids & {r["id"] for r in full["ovn"]["otherRules"]}  # no rule twice (ConfigMap size)
-    parsed = gatewayfeed.parse_document(json.loads(gatewayfeed.render(full)), layout)
+    parsed = published.parse_document(json.loads(published.render(full)), layout)
     assert parsed.complete is not None and parsed.complete.rules == rules.rules  # same rules, same order
     assert parsed.keep == ("ns/a", "ns/b")
-    assert parsed.gateway.rules == rules.for_gateway() == gatewayfeed.load_document(full, layout)[1].rules
-    assert gatewayfeed.parse_document(plain, layout).complete is None
+    assert parsed.gateway.rules == rules.for_gateway() == published.load_document(full, layout)[1].rules
+    assert published.parse_document(plain, layout).complete is None
     # a complete document with no policies at all is complete (and empty), not "no ovn part"
-    empty = gatewayfeed.parse_document(gatewayfeed.document([], example_zones, complete=True), layout)
+    empty = published.parse_document(published.document([], example_zones, complete=True), layout)
     assert empty.complete is not None and len(empty.complete) == 0
 
 
@@ -45,24 +45,24 @@ def test_complete_document_round_trips_and_stays_compatible(rules, example_zones
     ({"otherRules": [], "keepPolicies": "ns/a"}, "ovn.keepPolicies must be a list"),
 ])
 def test_broken_ovn_part_is_refused(ovn, message, example_config) -> None:
-    doc = {"apiVersion": gatewayfeed.API_VERSION, "kind": gatewayfeed.KIND, "zones": [], "rules": [], "ovn": ovn}
+    doc = {"apiVersion": published.API_VERSION, "kind": published.KIND, "zones": [], "rules": [], "ovn": ovn}
     with pytest.raises(ValidationError, match=message):
-        gatewayfeed.parse_document(doc, example_config.layout)
+        published.parse_document(doc, example_config.layout)
 
 
 def test_read_document_names_the_file(tmp_path: Path, example_config) -> None:
     path = tmp_path / "gateway.json"
     with pytest.raises(ValidationError, match=f"inputs {path}: cannot read"):
-        gatewayfeed.read_document(path, example_config.layout)
+        published.read_document(path, example_config.layout)
     path.write_text("{")
     with pytest.raises(ValidationError, match=f"inputs {path}: not JSON"):
-        gatewayfeed.read_document(path, example_config.layout)
+        published.read_document(path, example_config.layout)
     path.write_text('{"kind": "ConfigMap"}')
     with pytest.raises(ValidationError, match=f"inputs {path}: not a GatewayInputs document"):
-        gatewayfeed.read_document(path, example_config.layout)
-    text = gatewayfeed.render(gatewayfeed.document([], _registry(example_config), complete=True))
+        published.read_document(path, example_config.layout)
+    text = published.render(published.document([], _registry(example_config), complete=True))
     path.write_text(text)
-    assert gatewayfeed.read_document(path, example_config.layout).digest == gatewayfeed.digest(text)
+    assert published.read_document(path, example_config.layout).digest == published.digest(text)
 
 
 def _registry(config):
@@ -76,12 +76,12 @@ def test_agent_refuses_a_document_without_the_complete_rule_set(tmp_path: Path, 
     from zonectl.ovn.agent import InputsFile
 
     path = tmp_path / "gateway.json"
-    path.write_text(gatewayfeed.render(gatewayfeed.document(rules, example_zones)))
+    path.write_text(published.render(published.document(rules, example_zones)))
     source = InputsFile(path, example_config.layout)
     with pytest.raises(ValidationError, match="no `ovn` part"):
         source.load()
     sig = source.signature()
-    path.write_text(gatewayfeed.render(gatewayfeed.document(rules, example_zones, complete=True, keep=["x/y"])))
+    path.write_text(published.render(published.document(rules, example_zones, complete=True, keep=["x/y"])))
     assert source.signature() != sig
     loaded = source.load()
     assert loaded.rules == rules.rules and loaded.keep == frozenset({"x/y"})
@@ -91,7 +91,7 @@ def test_ovn_mode_is_part_of_the_ovn_section(example_config) -> None:
     from zonectl.ovn.sync import SyncSettings
 
     SyncSettings.build({"mode": "interconnect"}, example_config.layout.cluster, True)
-    with pytest.raises(ValidationError, match="ovn.mode 'mesh' is not one of central, interconnect"):
+    with pytest.raises(ValidationError, match="ovn.mode: 'mesh' is not one of central, interconnect"):
         SyncSettings.build({"mode": "mesh"}, example_config.layout.cluster, True)
 
 

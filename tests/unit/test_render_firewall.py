@@ -17,7 +17,7 @@ from zonectl.core.layout import AddrMatch
 from zonectl.core.nat64 import Nat64Prefix
 from zonectl.core.rules import compile_objects
 from zonectl.core.zones import ZoneRegistry
-from zonectl.files import load_documents
+from zonectl.inputs import load_documents
 from zonectl.render import coredns, ip6tables, nftables
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

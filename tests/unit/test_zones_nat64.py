@@ -39,7 +39,8 @@ def test_duplicate_name() -> None:
 
 @pytest.mark.parametrize(
     "zid, message",
-    [(0, "0 is reserved"), (0x10000, "does not fit the 16-bit zone field"), ("abc", "must be an integer"), ([1], "must be an integer"), (True, "must be an integer"), (2.5, "must be an integer"), (None, "is required")],
+    [(0, "0 is reserved"), (0x10000, "does not fit the 16-bit zone field"), ("abc", "must be an integer"),
+     ([1], "must be an integer"), (True, "must be an integer"), (2.5, "must be an integer"), (None, "is required")],
 )
 def test_bad_ids(zid, message: str) -> None:
     with pytest.raises(ValidationError) as err:

@@ -57,10 +57,11 @@ def parse_layout(body: Mapping[str, Any]) -> Layout:
         "ipamBits": f.integer(body.get("ipamBits", 16), "layout.ipamBits", errs, 0, 64),
     }
     errs.raise_if_any("config")
-    assert cluster is not None and None not in ints.values()
+    node_len, offset, width, ipam = ints.values()
+    assert cluster is not None and node_len is not None and offset is not None and width is not None
+    assert ipam is not None
     try:
-        return Layout(cluster, ints["nodePrefixLength"], ints["zoneField.offset"], ints["zoneField.width"],
-                      datacenter, ints["ipamBits"])
+        return Layout(cluster, node_len, offset, width, datacenter, ipam)
     except ValidationError as exc:
         raise ValidationError([Problem(f"layout.{p.path}" if p.path else "layout", p.reason) for p in exc.problems],
                               source="config") from None

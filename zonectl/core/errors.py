@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NoReturn
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,9 @@ class Collector:
     def raise_if_any(self, source: str = "") -> None:
         if self.problems:
             raise ValidationError(self.problems, source=source)
+
+    def raise_now(self, path: str, reason: str, source: str = "") -> NoReturn:
+        """Add one more problem and raise with everything found so far: for a problem nothing after it can
+        be checked without (e.g. ``spec`` is not a mapping)."""
+        self.add(path, reason)
+        raise ValidationError(self.problems, source=source)

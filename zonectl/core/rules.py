@@ -24,7 +24,7 @@ from typing import Iterable
 from .errors import Collector, Problem, ValidationError
 from .layout import AddrMatch
 from .nat64 import Nat64Prefix
-from .policy import Action, Direction, Peer, Policy, PortSpec, Protocol, parse_policy
+from .policy import Action, Direction, Peer, Policy, PolicyRule, PortSpec, Protocol, parse_policy
 from .zones import ZoneRegistry
 
 RULES_PER_POLICY_LIMIT = 10_000
@@ -158,7 +158,8 @@ def compile_policy(policy: Policy, registry: ZoneRegistry, nat64: Nat64Prefix | 
     errs.raise_if_any(f"SecurityZonePolicy {policy.key}")
     for zone_name in policy.zones:
         local = registry.match(zone_name, "cluster")
-        for direction, rules in (("ingress", policy.ingress), ("egress", policy.egress)):
+        sides: tuple[tuple[Direction, tuple[PolicyRule, ...]], ...] = (("ingress", policy.ingress), ("egress", policy.egress))
+        for direction, rules in sides:
             peer_key = "from" if direction == "ingress" else "to"
             for index, rule in enumerate(rules):
                 remotes: list[AddrMatch | None] = []
@@ -171,8 +172,10 @@ def compile_policy(policy: Policy, registry: ZoneRegistry, nat64: Nat64Prefix | 
                     for port in rule.ports:
                         out.append(_make(policy, zone_name, direction, rule.name, rule.action,
                                          _order(policy.priority, index, rule.action), local, remote, port, nat64))
-        for direction, action in (("ingress", policy.default_ingress), ("egress", policy.default_egress)):
-            action = action or "deny"  # no default (a hand-made Policy) is Deny: a zone never opens by omission
+        defaults: tuple[tuple[Direction, Action | None], ...] = (
+            ("ingress", policy.default_ingress), ("egress", policy.default_egress))
+        for direction, default in defaults:
+            action: Action = default or "deny"  # no default (a hand-made Policy) is Deny: a zone never opens by omission
             order = DEFAULT_ORDER_BASE + (0 if action == "deny" else 1)
             out.append(_make(policy, zone_name, direction, f"default-{direction}", action, order, local, None,
                              None, nat64, is_default=True))

@@ -276,8 +276,8 @@ class ZoneRegistry:
                 other = self._by_id[z.id]
                 problems.append(Problem(f"zones.{z.name}", f"zones {other.name!r} and {z.name!r} both use id {z.id:#x}"))
             elif z.egress is not None and z.egress.address in egress:
-                other = egress[z.egress.address]
-                problems.append(Problem(f"zones.{z.name}.egress.address", f"zones {other!r} and {z.name!r} both leave "
+                holder = egress[z.egress.address]
+                problems.append(Problem(f"zones.{z.name}.egress.address", f"zones {holder!r} and {z.name!r} both leave "
                                         f"with {z.egress.address}: an IPv4 firewall could not tell them apart"))
             else:
                 self._by_name[z.name] = z

@@ -14,58 +14,32 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from ..core.errors import ValidationError, ZonectlError
+from ..core.errors import ValidationError
+from ..inputs import CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, signature
+from .daemon import Inputs
 
-from .status import PIDFILE, RESULT_FILE  # noqa: E402  (pure constants)
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
 log = logging.getLogger("zonectl.gateway")
 
 
-class GatewayCliError(ZonectlError):
-    pass
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Everything one apply needs, loaded and validated from the files named on the command line."""
-
-    config: Any  # zonectl.core.config.Config
-    gateway: Any  # GatewayConfig
-    registry: Any  # ZoneRegistry
-    ruleset: Any  # RuleSet
-
-
 def _files(args: argparse.Namespace) -> list[Path]:
-    paths = [args.config] + (args.inputs and [args.inputs] or []) + list(args.zones or []) + list(args.policies or [])
-    out: list[Path] = []
-    for p in filter(None, paths):
-        path = Path(p)
-        out += sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
-    return out
+    paths = [args.config, args.inputs, *(args.zones or []), *(args.policies or [])]
+    return expand(p for p in paths if p)
 
 
-def signature(args: argparse.Namespace) -> tuple:
-    """What changes when an input file changes (mtime, size): ``run`` re-applies when it does."""
-    sig: list[tuple[str, int | None, int | None]] = []
-    for f in _files(args):
-        try:
-            st = f.stat()
-            sig.append((str(f), st.st_mtime_ns, st.st_size))
-        except OSError:
-            sig.append((str(f), None, None))
-    return tuple(sig)
+def input_signature(args: argparse.Namespace) -> tuple:
+    """What changes when an input file changes: ``run`` re-applies when it does."""
+    return tuple((str(f), signature(f)) for f in _files(args))
 
 
 def load_inputs(args: argparse.Namespace) -> Inputs:
-    from ..cli import load_config
     from ..core.rules import compile_objects
     from ..core.zones import ZoneRegistry
-    from ..files import load_documents, of_kind
     from .config import parse_gateway
 
     config = load_config(args.config)
@@ -78,13 +52,13 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
     gateway = parse_gateway(section)
     if args.inputs:
-        from ..operator.gatewayfeed import read_document  # the one loader (the OVN node agent uses it too)
+        from ..core.published import read_document  # the one loader (the OVN node agent uses it too)
 
         published = read_document(args.inputs, config.layout)
         registry, ruleset = published.registry, published.gateway
     else:
         if not args.zones:
-            raise GatewayCliError("give --inputs FILE (published by the controller) or --zones/--policies files")
+            raise UsageError("give --inputs FILE (published by the controller) or --zones/--policies files")
         docs = load_documents(args.zones)
         registry = ZoneRegistry.from_objects(config.layout, of_kind(docs, "SecurityZone"))
         policies = of_kind(load_documents(args.policies or []), "SecurityZonePolicy")
@@ -92,92 +66,36 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     return Inputs(config, gateway, registry, ruleset)
 
 
-def _gateway(inputs: Inputs, args: argparse.Namespace):
+def _gateway(inputs: Inputs, args: argparse.Namespace) -> "Gateway":
     from .gateway import Gateway
     from .host import Host
 
     return Gateway(inputs.gateway, Host(args.netns))
 
 
-def _daemon_pid(state_dir: Path) -> int | None:
-    from .status import daemon_pid
-
-    return daemon_pid(state_dir)
-
-
-def _write_result(state_dir: Path, body: dict) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1))
-    os.replace(tmp, state_dir / RESULT_FILE)
-
-
 # --- run ------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from .metrics import MetricsServer
+    from . import daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     inputs = load_inputs(args)  # the first load must succeed: there is no previous state to keep
-    gw = _gateway(inputs, args)
-    state_dir = Path(inputs.gateway.state_dir)
-    other = _daemon_pid(state_dir)
-    if other is not None and other != os.getpid():
-        raise GatewayCliError(f"another `zonectl gateway run` (pid {other}) already uses {state_dir}")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / PIDFILE).write_text(f"{os.getpid()}\n")
-    wake, stop = threading.Event(), threading.Event()
-    seq = 0
+    last = input_signature(args)
 
-    def apply(current: Inputs) -> None:
-        nonlocal seq
-        seq += 1
-        body: dict[str, Any] = {"seq": seq, "pid": os.getpid(), "time": time.time()}
-        try:
-            gw.cfg = current.gateway
-            report = gw.apply_inputs(current.config.nat64, current.registry, current.ruleset)
-            body.update(ok=True, changes=report.changes)
-        except ZonectlError as exc:
-            body.update(ok=False, error=str(exc), changes=[])
-        _write_result(state_dir, body)
+    def changed() -> bool:
+        nonlocal last
+        now = input_signature(args)
+        moved, last = now != last, now
+        return moved
 
-    def on_stop(*_: object) -> None:
-        stop.set()
-        wake.set()
-
-    signal.signal(signal.SIGHUP, lambda *_: wake.set())
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    apply(inputs)
-    server = None
-    if inputs.gateway.metrics_listen:
-        server = MetricsServer(inputs.gateway.metrics_listen, gw.metrics_text, gw.healthy).start()
-        log.info("metrics on %s", inputs.gateway.metrics_listen)
-    last = signature(args)
-    try:
-        while not stop.is_set():
-            woke = wake.wait(args.interval)
-            wake.clear()
-            if stop.is_set():
-                break
-            now = signature(args)
-            if not woke and now == last:
-                continue
-            last = now
-            try:
-                apply(load_inputs(args))
-            except (ZonectlError, OSError) as exc:  # bad new input: keep enforcing the old one
-                log.error("inputs refused, previous state kept: %s", exc)
-                _write_result(state_dir, {"seq": seq, "ok": False, "error": str(exc), "changes": []})
-    finally:
-        if server is not None:
-            server.close()
-        gw.close(cleanup=args.cleanup_on_exit)
-        (state_dir / PIDFILE).unlink(missing_ok=True)
-    return 0
+    return daemon.serve(inputs, lambda: load_inputs(args), gateway=_gateway(inputs, args), changed=changed,
+                        interval=args.interval, cleanup=args.cleanup_on_exit)
 
 
 # --- apply ----------------------------------------------------------------------------------------
 def cmd_apply(args: argparse.Namespace) -> int:
+    from .daemon import DaemonError, read_result, wait_result
+    from .status import daemon_pid
+
     inputs = load_inputs(args)
     gw = _gateway(inputs, args)
     try:
@@ -197,13 +115,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         _out(f"# checked with ip6tables-restore --test, nft -c and Tayga {gw.version}: OK")
         return 0
     state_dir = Path(inputs.gateway.state_dir)
-    pid = _daemon_pid(state_dir)
+    pid = daemon_pid(state_dir)
     if pid is not None:
-        before = _read_result(state_dir).get("seq", 0)
+        before = int(read_result(state_dir).get("seq", 0))
         os.kill(pid, signal.SIGHUP)
-        result = _wait_result(state_dir, before + 1, args.timeout)
+        result = wait_result(state_dir, before + 1, args.timeout)
         if not result.get("ok"):
-            raise GatewayCliError(f"the running gateway (pid {pid}) refused: {result.get('error')}")
+            raise DaemonError(f"the running gateway (pid {pid}) refused: {result.get('error')}")
         _out(_changes_text(result.get("changes", []), f"applied by the running gateway (pid {pid})"))
         return 0
     report = gw.apply(plan, tayga=False)
@@ -211,23 +129,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     _out("note: no `zonectl gateway run` is active for this state dir; Tayga configs are written to "
          f"{state_dir}/tayga/*/tayga.conf but Tayga is only started and supervised by `zonectl gateway run`")
     return 0
-
-
-def _read_result(state_dir: Path) -> dict:
-    try:
-        return json.loads((state_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _wait_result(state_dir: Path, seq: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = _read_result(state_dir)
-        if body.get("seq", 0) >= seq:
-            return body
-        time.sleep(0.1)
-    raise GatewayCliError(f"the running gateway did not report within {timeout:.0f}s")
 
 
 def _changes_text(changes: Sequence[str], verb: str) -> str:
@@ -240,21 +141,11 @@ def _out(text: str) -> None:
 
 # --- status ---------------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import read_status
-
-    from ..cli import load_config
-    from .config import parse_gateway
+    from .host import Host
+    from .status import read_status, status_config
 
     config = load_config(args.config)
-    section = dict(config.section("gateway"))
-    if args.uplink:
-        section["uplink"] = args.uplink
-    section.setdefault("uplink", "unused")
-    if args.state_dir:
-        section["stateDir"] = args.state_dir
-    from .host import Host
-
-    status = read_status(parse_gateway(section), Host(args.netns))
+    status = read_status(status_config(config.section("gateway"), args.state_dir), Host(args.netns))
     if args.output == "json":
         _out(json.dumps(status, indent=2, sort_keys=True))
     else:
@@ -281,8 +172,6 @@ def _status_text(status: dict) -> str:
 
 # --- parser ---------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
-    from ..cli import CONFIG_HELP
-
     p.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; its `gateway` section configures the gateway")
     if inputs:
         p.add_argument("--inputs", metavar="FILE",

@@ -19,10 +19,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
+
 from ..core.errors import ValidationError, ZonectlError
 from ..core.nat64 import Nat64Prefix
 from ..core.rules import RuleSet
 from ..core.zones import ZoneRegistry
+from ..metrics_server import registry_of
 from ..render import nftables
 from ..render.tayga import TaygaVersion
 from . import metrics, netlink
@@ -85,6 +89,7 @@ class Gateway:
         self.plan: GatewayPlan | None = None
         self.stats = metrics.ApplyStats()
         self._lock = threading.RLock()
+        self.registry = registry_of(self._metric_families)  # what /metrics serves (read at scrape time)
 
     # -- desired state ---------------------------------------------------------------------------
     def build(self, nat64: Nat64Prefix | None, registry: ZoneRegistry, ruleset: RuleSet) -> GatewayPlan:
@@ -213,10 +218,13 @@ class Gateway:
         return GatewayStatus(self.version, tuple(p.status() for p in list(self.taygas.values())),
                              metrics.zone_totals(counters), len(self.plan.gateway_rules) if self.plan else 0, self.stats)
 
-    def metrics_text(self) -> str:
+    def _metric_families(self) -> list[Metric]:
         zones = [z.name for z in self.plan.zones] if self.plan else []
         taygas = list(self.taygas.values())  # a snapshot: the HTTP thread may run during an apply
-        return metrics.render(self.ip6t.counters(), [p.status() for p in taygas], self.stats, zones)
+        return metrics.families(self.ip6t.counters(), [p.status() for p in taygas], self.stats, zones)
+
+    def metrics_text(self) -> str:
+        return generate_latest(self.registry).decode()
 
     def healthy(self) -> bool:
         taygas = list(self.taygas.values())

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
+from ..procs import alive, cmdline
 from . import metrics, netlink
-from .config import GatewayConfig
+from .config import GatewayConfig, parse_gateway
 from .firewall import Ip6tables
 from .host import CommandError, Host
 from .tayga import active_mappings, detect_version, read_dynamic_map
@@ -20,22 +22,31 @@ PIDFILE = "gateway.pid"
 RESULT_FILE = "last-apply.json"
 
 
-def _pid_alive(pid_file: Path, needle: bytes) -> int | None:
+def _recorded_pid(pid_file: Path, needle: str) -> int | None:
+    """The pid in ``pid_file`` if that process still runs and its command line contains ``needle``."""
     try:
         pid = int(pid_file.read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
-    return pid if needle in cmdline else None
+    return pid if alive(pid) and needle in cmdline(pid) else None
 
 
 def daemon_pid(state_dir: Path) -> int | None:
-    """The pid of a live ``zonectl gateway run`` using this state dir."""
-    pid = _pid_alive(state_dir / PIDFILE, b"gateway")
+    """The pid of a live ``zonectl gateway run`` (or the lab's gateway daemon) using this state dir."""
+    pid = _recorded_pid(state_dir / PIDFILE, "zonectl")
     if pid is None:
         return None
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    return pid if b"run" in cmdline or b"gwd" in cmdline else None
+    line = cmdline(pid)
+    return pid if ("gateway" in line and "run" in line) or "zonectl.lab.gwd" in line else None
+
+
+def status_config(section: Mapping[str, Any], state_dir: str | None = None) -> GatewayConfig:
+    """The ``gateway`` section as status reads it: its state dir (or ``state_dir``) and Tayga binary.
+    The uplink is never used here, so a section without one (a lab, a config for other hosts) will do."""
+    body = {"uplink": "unused", **section}
+    if state_dir:
+        body["stateDir"] = state_dir
+    return parse_gateway(body)
 
 
 def read_status(cfg: GatewayConfig, host: Host) -> dict:
@@ -49,7 +60,7 @@ def read_status(cfg: GatewayConfig, host: Host) -> dict:
         tun_m = re.search(r"^tun-device\s+(\S+)", text, re.M)
         data_m = re.search(r"^data-dir\s+(\S+)", text, re.M)
         tun = tun_m[1] if tun_m else "?"
-        pid = _pid_alive(d / "tayga.pid", str(conf).encode())
+        pid = _recorded_pid(d / "tayga.pid", str(conf))
         entries = read_dynamic_map(Path(data_m[1])) if data_m else []
         instances.append({
             "name": d.name, "tun": tun, "pid": pid,

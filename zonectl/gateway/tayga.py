@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from ..core.errors import ZonectlError
+from ..procs import WaitTimeout, cmdline, kill_pid, wait_until
 from ..render.tayga import DEBIAN_12, TaygaVersion
 from .host import Host
 from . import netlink
@@ -266,12 +266,12 @@ class TaygaProcess:
 
     def wait_up(self, timeout: float = 10.0) -> bool:
         """For callers that killed it on purpose (tests): wait until the monitor has it running again."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.pid is not None and netlink.has_carrier(self.host, self.tun):
-                return True
-            time.sleep(0.05)
-        return False
+        try:
+            wait_until(lambda: self.pid is not None and netlink.has_carrier(self.host, self.tun), timeout,
+                       f"Tayga {self.name}")
+        except WaitTimeout:
+            return False
+        return True
 
     # -- internals ------------------------------------------------------------------------------
     def _write_conf(self, text: str) -> None:
@@ -295,21 +295,23 @@ class TaygaProcess:
             logf.close()
         self._proc = proc
         self._started_at = time.monotonic()
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
+
+        def attached() -> bool:
             rc = proc.poll()
             if rc is not None:
                 self._proc = None
                 self.last_exit = rc
                 self.last_error = self._log_tail()
                 raise TaygaError(f"Tayga {self.name} exited with {rc} at start: {self.last_error}")
-            if netlink.has_carrier(self.host, self.tun):
-                self.last_error = ""
-                return
-            time.sleep(0.02)
-        self._kill(proc)
-        self._proc = None
-        raise TaygaError(f"Tayga {self.name} did not attach {self.tun} within {self.ready_timeout}s")
+            return netlink.has_carrier(self.host, self.tun)
+
+        try:
+            wait_until(attached, self.ready_timeout, f"Tayga {self.name} to attach {self.tun}", interval=0.02)
+        except WaitTimeout:
+            kill_pid(proc.pid)
+            self._proc = None
+            raise TaygaError(f"Tayga {self.name} did not attach {self.tun} within {self.ready_timeout}s") from None
+        self.last_error = ""
 
     def _end_stale(self) -> None:
         """A Tayga left by an earlier zonectl (crashed, or killed with -9) still holds the TUN: end it by its pid."""
@@ -319,17 +321,12 @@ class TaygaProcess:
             return
         try:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return
-        if comm != Path(self.binary).name or str(self.conf_path).encode() not in cmdline:
+        if comm != Path(self.binary).name or str(self.conf_path) not in cmdline(pid):
             return  # the pid was reused by something else: leave it alone
         log.warning("ending stale Tayga %s (pid %d) left by an earlier run", self.name, pid)
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
-                break
-            time.sleep(0.05)
+        kill_pid(pid)
 
     def _log_tail(self, lines: int = 5) -> str:
         try:
@@ -341,17 +338,8 @@ class TaygaProcess:
     def _stop_proc(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            self._kill(proc)
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+            kill_pid(proc.pid)  # SIGTERM first: Tayga writes dynamic.map on it
+            proc.poll()
 
     def _ensure_monitor(self) -> None:
         if self._monitor is None or not self._monitor.is_alive():

@@ -10,14 +10,14 @@ is switched on inside the gateway namespace only.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Sequence
 
-from .. import probe
-from ..netns import Netns, veth
-from ..ovn.ovnk import CLUSTER_ROUTER, JOIN_SUBNET, JOIN_SWITCH, batch, skeleton
-from ..ovn.sandbox import OvnSandbox, SandboxError
+from ..harness import probe
+from ..procs import WaitTimeout, wait_until
+from ..harness.netns import Netns, veth
+from ..harness.ovnk import CLUSTER_ROUTER, JOIN_SUBNET, JOIN_SWITCH, batch, skeleton
+from ..harness.sandbox import OvnSandbox, SandboxError
 from .expect import Service
 from .state import LabError, LabState
 from .topology import Topology
@@ -126,9 +126,8 @@ def start_servers(state: LabState, topo: Topology, services: Sequence[Service]) 
             )
         state.started_process(proc.pid, probe.PROGRAM, f"server {label}")
         pidfiles.append(pidfile)
-    deadline = time.monotonic() + READY_TIMEOUT
-    for pf in pidfiles:
-        while not pf.exists():
-            if time.monotonic() > deadline:
-                raise LabError(f"a lab server did not start: see {pf.with_suffix('.log')}")
-            time.sleep(0.02)
+    try:
+        wait_until(lambda: all(pf.exists() for pf in pidfiles), READY_TIMEOUT, "the lab's servers", interval=0.02)
+    except WaitTimeout:
+        missing = next(pf for pf in pidfiles if not pf.exists())
+        raise LabError(f"a lab server did not start: see {missing.with_suffix('.log')}") from None

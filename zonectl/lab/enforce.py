@@ -8,29 +8,30 @@ edited, the gateway chain not what the plan renders.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import zonectl
 
-from .. import probe
+from ..harness import probe
+from ..gateway.daemon import DaemonError, read_result, wait_result
 from ..gateway.firewall import Ip6tables, expected_lines
+from ..gateway.status import RESULT_FILE
 from ..gateway.gateway import Gateway
 from ..gateway.host import Host
 from ..gateway.tayga import detect_version
-from ..netns import kill_netns_pids
+from ..harness.netns import kill_netns_pids
 from ..ovn.connection import connect
-from ..ovn.sync import SyncReport, SyncSettings, sync
+from ..ovn.sync import SyncMode, SyncReport, SyncSettings, sync
 from . import gwd
 from .inputs import Compiled
-from .state import LabError, LabState, ProcessRecord, alive, cmdline
+from ..procs import WaitTimeout, alive, cmdline, wait_until
+from .state import LabError, LabState, ProcessRecord
 
 PACKAGE_ROOT = Path(zonectl.__file__).resolve().parents[1]
 GWD_PROGRAM = "zonectl.lab.gwd"  # what the daemon's command line contains (checked before signalling it)
@@ -67,11 +68,11 @@ def _ovn_section(compiled: Compiled) -> Mapping[str, Any]:
     return {k: v for k, v in section.items() if k in OVN_LAB_KEYS}
 
 
-def ovn_sync(nb_socket: Path, compiled: Compiled, *, mode: str = "repair") -> SyncReport:
+def ovn_sync(nb_socket: Path, compiled: Compiled, *, mode: SyncMode = "repair") -> SyncReport:
     """Run the OVN backend's sync (``repair`` writes, ``log`` only reports) against the lab's NB."""
     with connect(f"unix:{nb_socket}", timeout=10.0) as nb:
         settings = SyncSettings.build(_ovn_section(compiled), compiled.config.layout.cluster, nb.has_tier)
-        return sync(nb, compiled.ruleset, settings, mode=mode)  # type: ignore[arg-type]
+        return sync(nb, compiled.ruleset, settings, mode=mode)
 
 
 # --- gateway --------------------------------------------------------------------------------------
@@ -81,8 +82,7 @@ def start_gateway(state: LabState, netns: str) -> dict[str, Any]:
     """Start the gateway daemon in ``netns`` and wait for its first apply; raise if it was refused."""
     logs = state.state_dir / "logs"
     logs.mkdir(exist_ok=True)
-    apply_file = state.state_dir / "gateway" / gwd.APPLY_FILE
-    apply_file.unlink(missing_ok=True)
+    (state.state_dir / "gateway" / RESULT_FILE).unlink(missing_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
     with open(logs / "gateway.log", "ab") as log:
         proc = subprocess.Popen(
@@ -90,7 +90,7 @@ def start_gateway(state: LabState, netns: str) -> dict[str, Any]:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     state.started_process(proc.pid, GWD_PROGRAM, "gateway daemon")
-    result = _wait_apply(apply_file, 1, proc)
+    result = _wait_apply(state, 1, proc)
     if not result.get("ok"):
         raise LabError(f"the gateway refused the policies: {result.get('error')}")
     return result
@@ -112,13 +112,15 @@ def clear_gateway_netns(netns: str, timeout: float = 10.0) -> None:
     """End every process left in the (lab-owned) gateway namespace and wait until they are gone, so a
     new Tayga can attach the TUN devices the orphans held."""
     kill_netns_pids(netns)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
-        if not [p for p in pids if alive(int(p))]:
-            return
-        time.sleep(0.05)
-    raise LabError(f"processes in {netns} did not exit within {timeout:.0f}s")
+        return not [p for p in pids if alive(int(p))]
+
+    try:
+        wait_until(gone, timeout, f"the processes in {netns} to exit")
+    except WaitTimeout as exc:
+        raise LabError(str(exc)) from None
 
 
 def reapply_gateway(state: LabState) -> dict[str, Any]:
@@ -126,26 +128,16 @@ def reapply_gateway(state: LabState) -> dict[str, Any]:
     rec = _daemon(state)
     if rec is None:
         raise LabError("the lab's gateway daemon is not running; run `zonectl lab up` again")
-    apply_file = state.state_dir / "gateway" / gwd.APPLY_FILE
-    seq = json.loads(apply_file.read_text()).get("seq", 0) if apply_file.exists() else 0
+    seq = int(read_result(state.state_dir / "gateway").get("seq", 0))
     os.kill(rec.pid, signal.SIGHUP)
-    return _wait_apply(apply_file, seq + 1, None)
+    return _wait_apply(state, seq + 1, None)
 
 
-def _wait_apply(path: Path, seq: int, proc: subprocess.Popen | None, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            try:
-                body = json.loads(path.read_text())
-            except ValueError:
-                body = {}
-            if body.get("seq", 0) >= seq:
-                return body
-        if proc is not None and proc.poll() is not None:
-            raise LabError(f"the gateway daemon exited ({proc.returncode}); see {path.parents[1] / 'logs' / 'gateway.log'}")
-        time.sleep(0.05)
-    raise LabError(f"the gateway daemon did not report apply #{seq} within {timeout:.0f}s")
+def _wait_apply(state: LabState, seq: int, proc: subprocess.Popen | None, timeout: float = 30.0) -> dict[str, Any]:
+    try:
+        return wait_result(state.state_dir / "gateway", seq, timeout, lambda: proc is None or proc.poll() is None)
+    except DaemonError as exc:
+        raise LabError(f"{exc}; see {state.state_dir / 'logs' / 'gateway.log'}") from None
 
 
 def gateway_drift(compiled: Compiled, state_dir: Path, netns: str) -> list[str]:

@@ -13,7 +13,7 @@ from ..core.config import Config, parse_config
 from ..core.errors import ValidationError
 from ..core.rules import RuleSet, compile_objects
 from ..core.zones import ZoneRegistry
-from ..files import load_documents, of_kind
+from ..inputs import load_documents, of_kind
 from .expect import Service, services_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

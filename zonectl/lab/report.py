@@ -46,10 +46,11 @@ def counters_text(netns: str) -> str:
             labels, value = line.rsplit(" ", 1)
             fields = dict(kv.split("=", 1) for kv in labels[labels.index("{") + 1:-1].split(","))
             zone = fields.get("zone", "?").strip('"')
-            rows.setdefault("(no zone)" if zone == "-" else zone, {})[fields.get("action", "?").strip('"')] = value
+            rows.setdefault("(no zone)" if zone == "-" else zone, {})[fields.get("action", "?").strip('"')] = \
+                f"{float(value):.0f}"
         elif line.startswith("zonectl_tayga_up{"):
             instance = line[line.index('"') + 1:line.rindex('"')]
-            other.append(f"tayga {instance}: {'up' if line.endswith(' 1') else 'DOWN'}")
+            other.append(f"tayga {instance}: {'up' if float(line.rsplit(' ', 1)[1]) == 1 else 'DOWN'}")
     table = [f"{'zone':<10} {'allowed':>8} {'denied':>8}"]
     table += [f"{z:<10} {v.get('allow', '0'):>8} {v.get('deny', '0'):>8}" for z, v in sorted(rows.items())]
     return "\n".join(table + other)

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from ..netns import list_netns
-from ..ovn.ovnk import CLUSTER_ROUTER
+from ..harness.netns import list_netns
+from ..harness.ovnk import CLUSTER_ROUTER
 from . import build, enforce, report, traffic
 from .enforce import Drift
 from .inputs import Compiled, Inputs, compile_inputs
@@ -119,7 +119,20 @@ def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, say: Say = print) -> 
         teardown(state)
         raise
     say(f"lab up in {time.monotonic() - t0:.1f}s (state {state_dir}); next: zonectl lab test")
+    for line in inspect_commands(state, topo, inputs):
+        say(line)
     return state, topo
+
+
+def inspect_commands(state: LabState, topo: Topology, inputs: Inputs) -> list[str]:
+    """The lab's OVN and gateway seen as a deployment's are: `gateway status` and `doctor` pointed at them."""
+    gateway = f"--state-dir {state.state_dir / 'gateway'} --netns {topo.gateway.netns}"
+    return [
+        "inspect it as a deployment:",
+        f"  zonectl gateway status --config {inputs.config} {gateway}",
+        f"  zonectl doctor --config {inputs.config} --zones {inputs.zones} -f {inputs.policies} "
+        f"--nb unix:{Path(state.ovn_dir) / 'nb.sock'} --gateway {gateway} --skip crds",
+    ]
 
 
 def down(state_dir: Path, *, say: Say = print) -> list[str]:

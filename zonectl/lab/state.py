@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ZonectlError
-from ..netns import kill_netns_pids, list_netns, run
+from ..harness.netns import kill_netns_pids, list_netns, run
 from ..procs import alive, cmdline, kill_pid
 
 STATE_FILE = "lab.json"
@@ -116,7 +116,7 @@ def teardown(state: LabState) -> list[str]:
     Order: our processes (by pid), the OVN sandbox (its own pidfiles and namespace), the namespaces
     (deleting a namespace deletes every link inside it, and each veth's peer with it), then the files.
     """
-    from ..ovn.sandbox import OvnSandbox  # the sandbox owns its daemons' cleanup
+    from ..harness.sandbox import OvnSandbox  # the sandbox owns its daemons' cleanup
 
     removed: list[str] = []
     for rec in reversed(state.processes):

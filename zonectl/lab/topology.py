@@ -16,7 +16,7 @@ layout follows OVN-Kubernetes (names included, so ``ovn-nbctl show`` reads like 
 Where OVN-Kubernetes has a gateway router per node, the lab has one egress gateway behind the join
 switch: in the zonectl design pod addresses leave the cluster unchanged (no SNAT), so the per-node
 gateway routers would only forward; the gateway with Tayga is the part that matters. Names, addresses
-and MACs of the OVN-K skeleton (nodes, routers, join) come from ``zonectl.ovn.ovnk``, as in the OVN tests.
+and MACs of the OVN-K skeleton (nodes, routers, join) come from ``zonectl.harness.ovnk``, as in the OVN tests.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 from ..core.config import Config
 from ..core.errors import ValidationError
 from ..core.zones import ZoneRegistry
-from ..ovn.ovnk import JOIN_ROUTER_IP, JOIN_SUBNET, MAC_GATEWAY, MAC_POD, Node, mac, nodes as ovnk_nodes
+from ..harness.ovnk import JOIN_ROUTER_IP, JOIN_SUBNET, MAC_GATEWAY, MAC_POD, Node, mac, nodes as ovnk_nodes
 
 GATEWAY_LSP = "egress-gateway"
 NO_ZONE = "no-zone"

@@ -1,4 +1,4 @@
-"""Sending the probes: one ``zonectl.probe`` batch per source pod, all pods at once, results keyed by probe id."""
+"""Sending the probes: one ``zonectl.harness.probe`` batch per source pod, all pods at once, results keyed by probe id."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
-from .. import probe
+from ..harness import probe
 from .expect import Service
 from .state import LabError
 

@@ -7,7 +7,7 @@
     reconcile.py   policy body -> compile -> backend sync -> status/Events (no kopf)
     backend.py     the backend protocol: OVN (zonectl.ovn, central NB) or publish-only (ovn.mode interconnect)
     verify.py      pod address vs zone label
-    gatewayfeed.py the published rules document (gateway, OVN node agents), its one loader, its publishers
+    publish.py     publishing the rules document (zonectl.core.published) to a ConfigMap or a file
     handlers.py    the kopf handlers, in an admission and a controller registry
     webhook.py     kopf's webhook server with timing and the pod fast path; offline admission
     ops.py         /metrics and /readyz; metrics.py the Prometheus metrics

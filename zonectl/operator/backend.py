@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Protocol, Sequence
 from ..core.errors import ValidationError
 from ..core.layout import Layout
 from ..core.rules import Rule
+from ..ovn.config import DRIFT_MODES, DriftMode, OvnConfig, parse_ovn
 
 if TYPE_CHECKING:
     from ..ovn.connection import NbClient
     from ..ovn.sync import SyncReport, SyncSettings
 
-MODES = ("off", "log", "repair")
 PUBLISH = "publish"  # the mode of PublishedBackend's reports: nothing written here, the node agents sync
 
 
@@ -40,7 +40,13 @@ class BackendReport:
 
 
 class Backend(Protocol):
-    mode: str
+    @property
+    def mode(self) -> str:
+        """How this backend writes: ``off``, ``log`` or ``repair`` (OVN), or ``publish`` (interconnect mode)."""
+
+    @property
+    def drift(self) -> DriftMode:
+        """``ovn.drift`` where the rows are written: by this backend (OVN) or by the node agents (publish)."""
 
     def owned_policies(self) -> set[str]:
         """Keys ("namespace/name") of every policy that has rows in the backend now."""
@@ -50,6 +56,9 @@ class Backend(Protocol):
 
     def remove(self, policy: str) -> BackendReport:
         """Delete exactly the rows of ``policy``; everything else stays."""
+
+    def close(self) -> None:
+        """Release the backend's connection (the controller's shutdown)."""
 
 
 def _report(r: "SyncReport") -> BackendReport:
@@ -67,23 +76,28 @@ def _report(r: "SyncReport") -> BackendReport:
 class OvnBackend:
     """OVN Northbound through zonectl.ovn: one transaction per sync, rows owned via external_ids."""
 
-    def __init__(self, nb: "NbClient", settings: "SyncSettings", mode: str = "repair") -> None:
-        if mode not in MODES:
-            raise ValidationError(f"ovn.drift {mode!r} is not one of {', '.join(MODES)}", source="config")
+    def __init__(self, nb: "NbClient", settings: "SyncSettings", mode: DriftMode = "repair") -> None:
+        if mode not in DRIFT_MODES:
+            raise ValidationError(f"ovn.drift {mode!r} is not one of {', '.join(DRIFT_MODES)}", source="config")
         self.nb = nb
         self.settings = settings
-        self.mode = mode
+        self.mode: DriftMode = mode
+
+    @property
+    def drift(self) -> DriftMode:
+        return self.mode
 
     @classmethod
-    def connect(cls, section: Mapping[str, Any], layout: Layout, remote: str | None = None) -> "OvnBackend":
+    def connect(cls, ovn: OvnConfig | Mapping[str, Any], layout: Layout, remote: str | None = None) -> "OvnBackend":
         """Open NB from the config's ``ovn`` section (``nb`` remote, ``drift`` mode off/log/repair, ...)."""
         from ..ovn.connection import NbSettings, connect
         from ..ovn.sync import SyncSettings
 
-        nb = connect(NbSettings.from_section(section, remote))
+        ovn = ovn if isinstance(ovn, OvnConfig) else parse_ovn(ovn)
+        nb = connect(NbSettings.from_section(ovn.section, remote))
         try:
-            settings = SyncSettings.build(section, layout.cluster, nb.has_tier)
-            return cls(nb, settings, str(section.get("drift", "repair")))
+            settings = SyncSettings.from_config(ovn, layout.cluster, nb.has_tier)
+            return cls(nb, settings, ovn.drift)
         except BaseException:
             nb.close()
             raise
@@ -99,12 +113,12 @@ class OvnBackend:
     def sync(self, rules: Sequence[Rule], keep: Collection[str]) -> BackendReport:
         from ..ovn.sync import sync
 
-        return _report(sync(self.nb, list(rules), self.settings, mode=self.mode, keep_policies=keep))  # type: ignore[arg-type]
+        return _report(sync(self.nb, list(rules), self.settings, mode=self.mode, keep_policies=keep))
 
     def remove(self, policy: str) -> BackendReport:
         from ..ovn.sync import remove_policy
 
-        return _report(remove_policy(self.nb, policy, self.settings, mode=self.mode))  # type: ignore[arg-type]
+        return _report(remove_policy(self.nb, policy, self.settings, mode=self.mode))
 
     def close(self) -> None:
         self.nb.close()
@@ -122,10 +136,10 @@ class PublishedBackend:
 
     mode = PUBLISH
 
-    def __init__(self, drift: str = "repair") -> None:
-        if drift not in MODES:
-            raise ValidationError(f"ovn.drift {drift!r} is not one of {', '.join(MODES)}", source="config")
-        self.drift = drift  # what the node agents do with the rules (ovn.drift): the status says so
+    def __init__(self, drift: DriftMode = "repair") -> None:
+        if drift not in DRIFT_MODES:
+            raise ValidationError(f"ovn.drift {drift!r} is not one of {', '.join(DRIFT_MODES)}", source="config")
+        self.drift: DriftMode = drift  # what the node agents do with the rules (ovn.drift): the status says so
         self._rules: dict[str, frozenset[str]] = {}  # policy -> rule ids handed over
 
     def owned_policies(self) -> set[str]:

@@ -19,11 +19,10 @@ from ..core import fields
 from ..core.config import Config, parse_config
 from ..core.errors import Collector, Problem, ValidationError
 from ..core.zones import NAME_RE
+from ..ovn.config import OvnConfig, parse_ovn
 
 SpoofMode = Literal["replace", "deny"]
-OvnMode = Literal["off", "log", "repair"]
 SPOOF_MODES: tuple[SpoofMode, ...] = ("replace", "deny")
-OVN_MODES: tuple[OvnMode, ...] = ("off", "log", "repair")
 
 # A qualified Kubernetes label/annotation key: optional DNS-subdomain prefix, then a name.
 _KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
@@ -183,33 +182,25 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    """The validated document: the core's config plus the operator's settings."""
+    """The validated document: the core's config, the operator's settings and the ``ovn`` section."""
 
     core: Config
     operator: OperatorSettings
-
-    @property
-    def ovn(self) -> Mapping[str, Any]:
-        return self.core.section("ovn")
+    ovn: OvnConfig
 
     @property
     def ovn_mode(self) -> str:
         """``ovn.mode``: ``central`` (the controller syncs the one NB) or ``interconnect`` (it only publishes)."""
-        return str(self.ovn.get("mode", "central"))
+        return self.ovn.mode
 
     @property
     def interconnect(self) -> bool:
-        return self.ovn_mode == "interconnect"
+        return self.ovn.interconnect
 
 
 def parse_controller_config(body: Mapping[str, Any] | None) -> ControllerConfig:
-    from ..ovn.sync import TOPOLOGIES  # pure (no ovsdbapp): the one list of ovn.mode values
-
     core = parse_config(body)
-    config = ControllerConfig(core, parse_operator(core.section("operator")))
-    if config.ovn_mode not in TOPOLOGIES:
-        raise ValidationError([Problem("ovn.mode", f"{config.ovn_mode!r} is not one of {', '.join(TOPOLOGIES)}")],
-                              source="config")
+    config = ControllerConfig(core, parse_operator(core.section("operator")), parse_ovn(core.section("ovn")))
     if config.interconnect and not (config.operator.gateway_configmap or config.operator.gateway_file):
         raise ValidationError([Problem("operator.gateway", "ovn.mode interconnect needs somewhere to publish the "
                                        "rules for the node agents: configMap (default zonectl-gateway-rules) or file")],
@@ -219,7 +210,7 @@ def parse_controller_config(body: Mapping[str, Any] | None) -> ControllerConfig:
 
 def load_controller_config(path: str | Path) -> ControllerConfig:
     """Read and validate the config file (the mounted ConfigMap); errors name the file and the field."""
-    from ..files import read_mapping
+    from ..inputs import read_mapping
 
     p = Path(path)
     body = read_mapping(p)

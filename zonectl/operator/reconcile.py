@@ -30,7 +30,8 @@ from ..core.errors import ValidationError, ZonectlError
 from ..core.nat64 import Nat64Prefix
 from ..core.policy import parse_policy
 from ..core.rules import Rule, compile_policy
-from . import gatewayfeed
+from ..core import published
+from .publish import Publisher
 from .authority import authority_problems
 from .backend import PUBLISH, Backend, BackendReport
 from .config import OperatorSettings
@@ -103,7 +104,7 @@ class PolicyReconciler:
     nat64: Nat64Prefix | None
     backend: Backend
     metrics: Metrics = field(default_factory=Metrics)
-    publisher: gatewayfeed.Publisher | None = None
+    publisher: Publisher | None = None
     clock: Callable[[], float] = time.monotonic
 
     good: dict[str, tuple[Rule, ...]] = field(default_factory=dict, init=False)
@@ -120,7 +121,7 @@ class PolicyReconciler:
     @property
     def interconnect(self) -> bool:
         """OVN interconnect mode: nothing is written to OVN here; the node agents sync the published rules."""
-        return getattr(self.backend, "mode", None) == PUBLISH
+        return self.backend.mode == PUBLISH
 
     # --- triggers --------------------------------------------------------------------------------
     def mark_zone(self, zone: str) -> set[str]:
@@ -272,7 +273,7 @@ class PolicyReconciler:
         if report.mode == PUBLISH:
             # Interconnect: the controller cannot see every node's NB; each node agent reports its own sync
             # (logs, zonectl_ovn_agent_* metrics). "Published" = handed to them, in the document they read.
-            drift = getattr(self.backend, "drift", "repair")
+            drift = self.backend.drift
             if drift == "off":
                 programmed = Condition("Programmed", False, "Disabled", "OVN sync is off (config ovn.drift: off): "
                                        "the node agents write nothing")
@@ -282,7 +283,7 @@ class PolicyReconciler:
                                        "(ovn.drift: log)")
                 return PolicyOutcome(key, generation, "log-only", compiled, programmed, len(rules))
             message = f"{len(rules)} rules published to the OVN node agents ({gw} also for the NAT64 gateway)"
-            notes = ()
+            notes: tuple[Note, ...] = ()
             new, old = {r.id for r in rules}, {r.id for r in previous}
             if new != old:  # this policy's rules changed (a restart re-seeds them: no Event then)
                 notes = (Note("Normal", "Published", f"generation {generation}: {len(rules)} rules; for the node "
@@ -292,7 +293,7 @@ class PolicyReconciler:
         # The condition says what is enforced (stable across resyncs, so no needless status writes);
         # what this sync changed goes into an Event, only when it changed something.
         message = f"{len(rules)} rules enforced in OVN ({gw} also by the NAT64 gateway)"
-        notes: tuple[Note, ...] = ()
+        notes = ()
         if report.changes:
             notes = (Note("Normal", "Programmed", f"generation {generation}: {len(rules)} rules; OVN rows created "
                                                   f"{report.created}, updated {report.updated}, deleted {report.deleted}"),)
@@ -332,8 +333,8 @@ class PolicyReconciler:
     def gateway_document(self) -> dict[str, Any]:
         rules = (r for rs in self.good.values() for r in rs)
         if not self.interconnect:
-            return gatewayfeed.document(rules, self.state.registry)
-        return gatewayfeed.document(rules, self.state.registry, complete=True, keep=self.keep_policies())
+            return published.document(rules, self.state.registry)
+        return published.document(rules, self.state.registry, complete=True, keep=self.keep_policies())
 
     async def _publish(self) -> bool:
         """Publish the document if it changed, or if the last publish is older than ``resyncSeconds`` (a
@@ -344,7 +345,7 @@ class PolicyReconciler:
         if self.publisher is None:
             return True
         async with self._publish_lock:
-            text = gatewayfeed.render(self.gateway_document())
+            text = published.render(self.gateway_document())
             now = self.clock()
             if text == self._published and now - self._published_at < self.settings.resync_seconds:
                 return True
@@ -357,7 +358,7 @@ class PolicyReconciler:
                 self.metrics.reconcile_errors.labels("gateway", "publish").inc()
                 return False
             if text != self._published:
-                LOG.info("published inputs %s (%d rules)", gatewayfeed.digest(text),
+                LOG.info("published inputs %s (%d rules)", published.digest(text),
                          sum(len(rs) for rs in self.good.values()))
             self._published, self._published_at, self.publish_error = text, now, None
             return True

@@ -24,7 +24,7 @@ import kopf
 from ..core.errors import ZonectlError
 from .backend import Backend, OvnBackend, PublishedBackend
 from .config import ControllerConfig, load_controller_config
-from .gatewayfeed import ConfigMapPublisher, FilePublisher, Publisher
+from .publish import ConfigMapPublisher, FilePublisher, Publisher
 from .handlers import POD_WEBHOOK, Controller, admission_registry, controller_registry
 from .metrics import Metrics
 from .ops import OpsServer, Readiness
@@ -122,27 +122,27 @@ def publisher_for(config: ControllerConfig, core: Any) -> Publisher | None:
 
 
 def connect_backend(config: ControllerConfig, remote: str | None) -> Backend:
-    section = dict(config.ovn)
+    ovn = config.ovn
     if config.interconnect:
         # One NB per node (OVN-K interconnect): nothing to connect to; the node agents sync the published
-        # rules. The ovn section is still validated here, as the agents will read the same one.
+        # rules. The row settings are still checked here, as the agents will use the same ones.
         from ..ovn.sync import SyncSettings
 
         try:
-            SyncSettings.build(section, config.core.layout.cluster, True)
+            SyncSettings.from_config(ovn, config.core.layout.cluster, True)
         except ZonectlError as exc:
             raise StartupError(f"invalid ovn section: {exc}") from None
         if remote:
             LOG.warning("--ovn-nb %s is ignored: ovn.mode is interconnect (the node agents sync each node's NB)",
                         remote)
         LOG.info("ovn.mode interconnect: rules are published for the node agents, no NB connection here")
-        return PublishedBackend(str(section.get("drift", "repair")))
-    if not (remote or section.get("nb")):
+        return PublishedBackend(ovn.drift)
+    if not (remote or ovn.nb):
         raise StartupError("ovn.nb is not set: the OVN Northbound remote, e.g. tcp:[fd00::1]:6641 or "
                            "unix:/var/run/ovn/ovnnb_db.sock (with OVN-K interconnect, one NB per node: set "
                            "ovn.mode: interconnect and run the zonectl-ovn-agent DaemonSet)")
     try:
-        return OvnBackend.connect(section, config.core.layout, remote)
+        return OvnBackend.connect(ovn, config.core.layout, remote)
     except ZonectlError as exc:
         raise StartupError(f"cannot use the OVN Northbound database: {exc}") from None
 
@@ -202,6 +202,4 @@ async def run(options: RunOptions) -> int:
         waiter.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await ops.stop()
-        close = getattr(backend, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)
+        await asyncio.to_thread(backend.close)

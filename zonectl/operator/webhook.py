@@ -42,7 +42,7 @@ class ZonectlWebhookServer(kopf.WebhookServer):
         self.metrics = metrics
         self.fast = dict(fast or {})
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         histogram = self.metrics.admission_seconds
         fast = self.fast
         children: dict[str, Any] = {}  # labelled histogram per webhook id, looked up once

@@ -8,8 +8,12 @@ Public surface (import the modules; nothing here imports ovsdbapp at package imp
 * ``sync.remove_policy(nb, "namespace/name", settings) -> SyncReport``
 * ``status.status(nb, settings, layout, zones=None, rules=None) -> OvnStatus``
 * ``snat.find_hiding_nats(...)``, ``snat.remove_nats(...)``, ``snat.SnatGuard`` (opt-in removal)
+* ``config.parse_ovn(section) -> OvnConfig``: the ``ovn`` config section, parsed once for every user;
+  ``DRIFT_MODES`` (off, log, repair)
+* ``resync.Resyncer``: the one NB drift loop (``zonectl ovn run``, the node agent)
 * ``agent.Agent`` / ``agent.InputsFile``: the interconnect-mode node agent (``zonectl ovn run --inputs``),
   syncing one node's NB from the rules the controller publishes
-* ``sandbox.OvnSandbox`` and ``testbed.Cluster``: real OVN daemons in a temp dir, for tests and benchmarks
-  (``ovnk``: OVN-Kubernetes' names and skeleton, shared with ``zonectl.lab``)
+
+Real OVN daemons and OVN-Kubernetes-like topologies for tests, benchmarks and the lab live in
+``zonectl.harness``, which this package never imports.
 """

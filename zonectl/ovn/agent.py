@@ -3,43 +3,47 @@
 Why an agent per node: OVN-Kubernetes in interconnect mode runs one NB per node (a unix socket on the
 node), holding only that node's switch. zonectl's rows do not depend on pods, so every node's NB gets
 the same rows; the controller compiles once and publishes the complete rule set (the ``ovn`` part of
-the GatewayInputs document, see ``zonectl.operator.gatewayfeed``), and ``zonectl ovn run --inputs FILE``
+the GatewayInputs document, see ``zonectl.core.published``), and ``zonectl ovn run --inputs FILE``
 on every node (the ``zonectl-ovn-agent`` DaemonSet) syncs its own NB from that file.
 
-Rules of the loop (``Agent.run``):
+Rules of the agent (``serve`` runs it):
 
-* the document is re-read when the file changes (inode, mtime or size: a ConfigMap volume update
-  swaps a symlink, an editor or ``FilePublisher`` renames a new file into place), checked every
-  ``poll`` seconds;
+* the document is re-read when the file changes (``zonectl.inputs.signature``: inode, mtime or size),
+  checked every ``poll`` seconds;
 * a document that cannot be read or parsed, that is not *complete* (no ``ovn`` part: the empty one the
   manifests ship, or one from a controller in central mode) or whose rules do not fit the priority band
   is refused: logged once, counted, and the rules in force stay; before the first good document
   nothing is written at all. A bad document never deletes a row;
-* sync (``zonectl.ovn.sync.sync``, one transaction, a set difference) with the document's
-  ``keepPolicies`` as ``keep_policies``, exactly as the controller syncs a central NB: after a new
-  document, when the NB cache changes (drift repair within ``min_gap`` seconds: a row deleted or edited
-  behind zonectl's back comes back), and every ``interval`` seconds;
+* the syncing is the one NB drift loop (``resync.Resyncer``, one transaction, a set difference) with the
+  document's ``keepPolicies``, exactly as the controller syncs a central NB: after a new document, when
+  the NB cache changes (drift repair within ``min_gap`` seconds: a row deleted or edited behind
+  zonectl's back comes back), and every ``interval`` seconds;
 * a failed sync (NB down, a transaction refused) is logged and retried at the next trigger; the IDL
-  reconnects by itself.
+  reconnects by itself, and an NB that is not there yet at start is retried with backoff.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from zonectl.core.errors import ValidationError, ZonectlError
 from zonectl.core.layout import Layout
 from zonectl.core.rules import Rule
+from zonectl.inputs import signature
+from zonectl.metrics_server import MetricsServer, registry_of
 from zonectl.render.ovn_match import assign_priorities
 
-from .connection import NbClient
-from .sync import SyncMode, SyncReport, SyncSettings, sync
+from .connection import NbClient, OvnError
+from .resync import Resyncer
+from .sync import SyncMode, SyncReport, SyncSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -61,14 +65,10 @@ class InputsFile:
         self.layout = layout
 
     def signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()  # follows the ConfigMap volume's ..data symlink
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return signature(self.path)
 
     def load(self) -> AgentInputs:
-        from zonectl.operator.gatewayfeed import read_document
+        from zonectl.core.published import read_document
 
         published = read_document(self.path, self.layout)
         if published.complete is None:
@@ -91,22 +91,32 @@ class AgentStats:
     in_sync: bool = False  # the last sync round succeeded
 
 
-@dataclass
 class Agent:
-    nb: NbClient
-    source: InputsFile
-    settings: SyncSettings
-    mode: SyncMode = "repair"
-    interval: float = 60.0  # periodic resync
-    poll: float = 2.0  # inputs file check
-    min_gap: float = 1.0  # at most one NB-change-triggered sync per min_gap seconds
+    """The published document in force, the drift loop that enforces it, and what it reports."""
 
-    current: AgentInputs | None = field(default=None, init=False)
-    last_error: str | None = field(default=None, init=False)
-    last_report: SyncReport | None = field(default=None, init=False)
-    stats: AgentStats = field(default_factory=AgentStats, init=False)
-    _signature: Any = field(default=0, init=False)  # 0: never looked (None means "file missing")
-    _beat: float = field(default_factory=time.monotonic, init=False)
+    def __init__(self, nb: NbClient, source: InputsFile, settings: SyncSettings, mode: SyncMode = "repair", *,
+                 interval: float = 60.0, poll: float = 2.0, min_gap: float = 1.0) -> None:
+        self.nb = nb
+        self.source = source
+        self.settings = settings
+        self.mode = mode
+        self.poll = poll  # inputs file check
+        self.current: AgentInputs | None = None
+        self.stats = AgentStats()
+        self._signature: Any = 0  # 0: never looked (None means "file missing")
+        self._new_inputs = False  # the next round follows a new document (logged as such, not as drift)
+        self._beat = time.monotonic()
+        self.loop = Resyncer(nb, self._rules, settings, mode=mode, interval=interval, min_gap=min_gap,
+                             keep=self._keep, on_report=self._synced, on_error=self._failed)
+        self.registry = registry_of(self._metric_families)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.loop.last_error
+
+    @property
+    def last_report(self) -> SyncReport | None:
+        return self.loop.last_report
 
     # --- inputs ------------------------------------------------------------------------------------
     def check_inputs(self) -> bool:
@@ -135,85 +145,121 @@ class Agent:
         self.current = inputs
         return True
 
+    def _rules(self) -> tuple[Rule, ...] | None:
+        return self.current.rules if self.current is not None else None
+
+    def _keep(self) -> frozenset[str]:
+        return self.current.keep if self.current is not None else frozenset()
+
     # --- sync --------------------------------------------------------------------------------------
     def sync_once(self, *, new_inputs: bool = False) -> SyncReport | None:
-        """One sync round with the inputs in force (none yet: nothing to do).
+        """One sync round with the inputs in force, in the caller's thread (none yet: nothing to do)."""
+        self._new_inputs = new_inputs
+        return self.loop.run_once()
 
-        zonectl.ovn.sync logs every change; here one summary line: INFO for a new document, WARNING for
+    def _synced(self, report: SyncReport) -> None:
+        """zonectl.ovn.sync logs every change; here one summary line: INFO for a new document, WARNING for
         changes with the same document (drift: someone edited or deleted zonectl's rows)."""
-        if self.current is None:
-            return None
-        try:
-            report = sync(self.nb, self.current.rules, self.settings, mode=self.mode,
-                          keep_policies=self.current.keep)
-        except ZonectlError as exc:
-            self.stats.syncs_failed += 1
-            self.stats.in_sync = False
-            self.last_error = str(exc)
-            LOG.error("ovn sync failed, NB left as it was: %s", exc)
-            return None
-        self.stats.syncs_ok += 1
-        self.stats.in_sync = True
-        self.stats.last_sync_unix = time.time()
-        self.stats.desired_rows = report.desired
-        self.last_error = None
-        self.last_report = report
+        new_inputs, self._new_inputs = self._new_inputs, False
+        s = self.stats
+        s.syncs_ok += 1
+        s.in_sync = True
+        s.last_sync_unix = time.time()
+        s.desired_rows = report.desired
         if report.changes:
-            self.stats.rows_changed += len(report.changes)
+            s.rows_changed += len(report.changes)
             if new_inputs:
-                LOG.info("inputs %s: %s", self.current.digest, report.lines()[0])
+                LOG.info("inputs %s: %s", self.current.digest if self.current else "-", report.lines()[0])
             else:
                 LOG.warning("drift repaired: %s", report.lines()[0])
-        return report
+
+    def _failed(self, _: str) -> None:
+        self.stats.syncs_failed += 1
+        self.stats.in_sync = False
 
     def run(self, stop: threading.Event) -> None:
-        """The loop, in the caller's thread, until ``stop`` is set."""
-        next_poll = 0.0
-        last_sync = -math.inf
-        seqno: int | None = None
-        while not stop.is_set():
-            now = self._beat = time.monotonic()
-            changed = False
-            if now >= next_poll:
-                changed = self.check_inputs()
-                next_poll = now + self.poll
-            if self.current is not None and self.mode != "off":
-                nb_changed = seqno is not None and self.nb.idl.change_seqno != seqno
-                if changed or now - last_sync >= self.interval or (nb_changed and now - last_sync >= self.min_gap):
-                    self.sync_once(new_inputs=changed)
-                    # Our own write bumps it too; the round after that finds nothing to do (a cache read).
-                    seqno = self.nb.idl.change_seqno
-                    last_sync = time.monotonic()
-            stop.wait(0.1)
+        """Check the inputs file every ``poll`` seconds until ``stop`` is set; the drift loop syncs."""
+        self.loop.start()
+        try:
+            while True:
+                self._beat = time.monotonic()
+                if self.check_inputs():
+                    self._new_inputs = True
+                    self.loop.trigger()
+                if stop.wait(self.poll):
+                    return
+        finally:
+            self.loop.stop()
 
     # --- health and metrics -------------------------------------------------------------------------
     def healthy(self) -> bool:
-        """The loop is turning (a sync is bounded by the NB timeout)."""
-        return time.monotonic() - self._beat < max(30.0, 3 * self.poll) + self.nb.settings.timeout
+        """The inputs loop is turning and the drift loop runs (a sync is bounded by the NB timeout)."""
+        turning = time.monotonic() - self._beat < max(30.0, 3 * self.poll) + self.nb.settings.timeout
+        return turning and (self.mode == "off" or self.loop.running)
+
+    def _metric_families(self) -> list[Metric]:
+        s = self.stats
+        syncs = CounterMetricFamily("zonectl_ovn_agent_syncs_total", "Sync rounds against this node's NB by result.",
+                                    labels=["result"])
+        syncs.add_metric(["ok"], s.syncs_ok)
+        syncs.add_metric(["error"], s.syncs_failed)
+        loads = CounterMetricFamily("zonectl_ovn_agent_inputs_loads_total", "Loads of the published document by result.",
+                                    labels=["result"])
+        loads.add_metric(["ok"], s.loads_ok)
+        loads.add_metric(["refused"], s.loads_refused)
+        info = GaugeMetricFamily("zonectl_ovn_agent_inputs_info", "The document in force (digest as the controller "
+                                 "logs it).", labels=["digest"])
+        if self.current is not None:
+            info.add_metric([self.current.digest], 1)
+        return [
+            syncs, loads,
+            CounterMetricFamily("zonectl_ovn_agent_row_changes_total",
+                                "NB rows this agent created, updated or deleted (new inputs and drift repairs).",
+                                value=s.rows_changed),
+            GaugeMetricFamily("zonectl_ovn_agent_in_sync", "1 if the last sync round succeeded.", value=int(s.in_sync)),
+            GaugeMetricFamily("zonectl_ovn_agent_inputs_ok",
+                              "1 if the current file was accepted (0: refused, old rules kept).", value=int(s.inputs_ok)),
+            GaugeMetricFamily("zonectl_ovn_agent_rules", "Compiled rules in force (from the last accepted document).",
+                              value=len(self.current.rules) if self.current else 0),
+            GaugeMetricFamily("zonectl_ovn_agent_desired_rows", "ACL rows the last sync wanted (rules and exemptions).",
+                              value=s.desired_rows),
+            GaugeMetricFamily("zonectl_ovn_agent_last_sync_success_timestamp_seconds",
+                              "When the last sync round succeeded.", value=s.last_sync_unix),
+            info,
+        ]
 
     def metrics_text(self) -> str:
-        s = self.stats
-        digest = self.current.digest if self.current else ""
-        lines = []
-        for name, kind, help_, samples in (
-            ("zonectl_ovn_agent_syncs_total", "counter", "Sync rounds against this node's NB by result.",
-             [('{result="ok"}', s.syncs_ok), ('{result="error"}', s.syncs_failed)]),
-            ("zonectl_ovn_agent_inputs_loads_total", "counter", "Loads of the published document by result.",
-             [('{result="ok"}', s.loads_ok), ('{result="refused"}', s.loads_refused)]),
-            ("zonectl_ovn_agent_row_changes_total", "counter",
-             "NB rows this agent created, updated or deleted (new inputs and drift repairs).", [("", s.rows_changed)]),
-            ("zonectl_ovn_agent_in_sync", "gauge", "1 if the last sync round succeeded.", [("", int(s.in_sync))]),
-            ("zonectl_ovn_agent_inputs_ok", "gauge", "1 if the current file was accepted (0: refused, old rules kept).",
-             [("", int(s.inputs_ok))]),
-            ("zonectl_ovn_agent_rules", "gauge", "Compiled rules in force (from the last accepted document).",
-             [("", len(self.current.rules) if self.current else 0)]),
-            ("zonectl_ovn_agent_desired_rows", "gauge", "ACL rows the last sync wanted (rules and exemptions).",
-             [("", s.desired_rows)]),
-            ("zonectl_ovn_agent_last_sync_success_timestamp_seconds", "gauge", "When the last sync round succeeded.",
-             [("", f"{s.last_sync_unix:.3f}")]),
-            ("zonectl_ovn_agent_inputs_info", "gauge", "The document in force (digest as the controller logs it).",
-             [(f'{{digest="{digest}"}}', 1)] if digest else []),
-        ):
-            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-            lines += [f"{name}{labels} {value}" for labels, value in samples]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
+
+
+def open_retrying(open_nb: Callable[[], Any], stop: threading.Event) -> Any:
+    """``open_nb()`` until it succeeds or ``stop`` is set (then None): a node agent starts before (or while)
+    OVN-K restarts the node's NB. Config mistakes (a ValidationError) fail at once; only OVN errors are retried."""
+    delay = 1.0
+    while True:
+        try:
+            return open_nb()
+        except OvnError as exc:
+            LOG.warning("NB not reachable yet, retrying in %.0fs: %s", delay, exc)
+        if stop.wait(delay):
+            return None
+        delay = min(delay * 2, 30.0)
+
+
+def serve(agent: Agent, stop: threading.Event, *, metrics_listen: str | None = None,
+          snat_guard: Any = None) -> int:
+    """Run ``agent`` until ``stop`` is set, with its metrics server and an optional (started) SNAT guard;
+    closes the agent's NB connection at the end."""
+    server = None
+    try:
+        if metrics_listen:
+            server = MetricsServer(metrics_listen, agent.registry, agent.healthy).start()
+            LOG.info("metrics on %s", metrics_listen)
+        agent.run(stop)
+    finally:
+        if server is not None:
+            server.close()
+        if snat_guard is not None:
+            snat_guard.stop()
+        agent.nb.close()
+    return 0

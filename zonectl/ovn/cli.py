@@ -12,65 +12,74 @@ import json
 import logging
 import signal
 import threading
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from zonectl.core.errors import ValidationError
+from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, load_registry
+
+from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn
+
+if TYPE_CHECKING:
+    from zonectl.core.config import Config
+    from zonectl.core.layout import Layout
+    from zonectl.core.rules import RuleSet
+    from zonectl.core.zones import ZoneRegistry
+
+    from .connection import NbClient
+    from .snat import SnatGuard
+    from .sync import SyncSettings
 
 LOG = logging.getLogger("zonectl.ovn")
 
 
 @dataclass(frozen=True)
 class _Inputs:
-    config: Any
-    registry: Any
-    rules: Any  # RuleSet or None
+    config: Config
+    ovn: OvnConfig
+    registry: ZoneRegistry
+    rules: RuleSet | None
 
 
 def _load(args: argparse.Namespace, *, need_policies: bool) -> _Inputs:
-    from zonectl.cli import CliError, load_config, load_registry
     from zonectl.core.rules import compile_objects
-    from zonectl.files import load_documents, of_kind
 
     config = load_config(args.config)
+    ovn = parse_ovn(config.section("ovn"))
     registry = load_registry(config.layout, args.zones)
     rules = None
     if args.files:
         if not args.zones:
-            raise CliError("-f POLICY needs --zones FILE (the SecurityZone objects the policies name)")
-        policies = of_kind(load_documents(args.files), "SecurityZonePolicy")
-        if not policies:
-            raise CliError(f"no SecurityZonePolicy object in {', '.join(args.files)}")
-        rules = compile_objects(policies, registry, config.nat64)
+            raise UsageError("-f POLICY needs --zones FILE (the SecurityZone objects the policies name)")
+        rules = compile_objects(load_policies(args.files), registry, config.nat64)
     elif need_policies:
-        raise CliError("nothing to sync: pass -f POLICY (files or directories with SecurityZonePolicy objects)"
-                       + (" or --inputs FILE (the document the controller publishes)" if "inputs" in args else ""))
-    return _Inputs(config, registry, rules)
+        raise UsageError("nothing to sync: pass -f POLICY (files or directories with SecurityZonePolicy objects)"
+                         + (" or --inputs FILE (the document the controller publishes)" if "inputs" in args else ""))
+    return _Inputs(config, ovn, registry, rules)
 
 
-def _open(args: argparse.Namespace, config: Any):
+def _open(args: argparse.Namespace, config: Config, ovn: OvnConfig) -> tuple[NbClient, SyncSettings]:
     from zonectl.ovn.connection import NbSettings, connect
     from zonectl.ovn.sync import SyncSettings
 
-    section = dict(config.section("ovn"))
-    settings = NbSettings.from_section(section, args.nb)
-    overrides = {k: v for k, v in (("private_key", args.ssl_key), ("certificate", args.ssl_cert),
-                                   ("ca_cert", args.ssl_ca)) if v}
+    settings = NbSettings.from_section(ovn.section, args.nb)
+    overrides: dict[str, Any] = {k: v for k, v in (("private_key", args.ssl_key), ("certificate", args.ssl_cert),
+                                                    ("ca_cert", args.ssl_ca)) if v}
     if args.timeout is not None:
         overrides["timeout"] = args.timeout
     if overrides:
-        settings = NbSettings(**{**settings.__dict__, **overrides})
+        settings = replace(settings, **overrides)
     if not settings.remote:
         raise ValidationError("no NB remote: pass --nb unix:PATH|tcp:HOST:PORT|ssl:HOST:PORT or set ovn.nb "
                               "in the config", source="ovn")
     settings.validate()
     nb = connect(settings)
     try:
-        sync_settings = SyncSettings.build(section, config.layout.cluster, nb.has_tier)
+        sync_settings = SyncSettings.from_config(ovn, config.layout.cluster, nb.has_tier)
     except BaseException:
         nb.close()
         raise
-    return nb, sync_settings, section
+    return nb, sync_settings
 
 
 def _print(data: Any, lines: list[str], output: str) -> None:
@@ -81,9 +90,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from zonectl.ovn.sync import sync
 
     inputs = _load(args, need_policies=True)
-    nb, settings, section = _open(args, inputs.config)
+    assert inputs.rules is not None
+    nb, settings = _open(args, inputs.config, inputs.ovn)
     try:
-        report = sync(nb, inputs.rules, settings, mode=args.mode or section.get("drift", "repair"))
+        report = sync(nb, inputs.rules, settings, mode=args.mode or inputs.ovn.drift)
     finally:
         nb.close()
     _print(report.as_dict(), report.lines(), args.output)
@@ -94,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from zonectl.ovn.status import status
 
     inputs = _load(args, need_policies=False)
-    nb, settings, _ = _open(args, inputs.config)
+    nb, settings = _open(args, inputs.config, inputs.ovn)
     try:
         st = status(nb, settings, inputs.config.layout, inputs.registry if args.zones else None, inputs.rules)
     finally:
@@ -107,9 +117,9 @@ def cmd_snat(args: argparse.Namespace) -> int:
     from zonectl.ovn.snat import SnatGuard, find_hiding_nats, remove_nats
 
     inputs = _load(args, need_policies=False)
-    nb, _, section = _open(args, inputs.config)
+    nb, _ = _open(args, inputs.config, inputs.ovn)
     zones = inputs.registry if args.zones else None
-    mode = args.mode or str(section.get("snat", "report"))
+    mode = args.mode or inputs.ovn.snat
     try:
         if mode == "report":
             with nb.lock:
@@ -117,8 +127,6 @@ def cmd_snat(args: argparse.Namespace) -> int:
             _print([f.as_dict() for f in found], [str(f) for f in found] or ["no SNAT row hides a zone pod"],
                    args.output)
             return 0
-        if mode != "remove":
-            raise ValidationError(f"snat mode {mode!r} is not report or remove", source="ovn")
         removed = remove_nats(nb, inputs.config.layout, zones)
         _print([f.as_dict() for f in removed], [f"removed {f}" for f in removed] or ["nothing to remove"],
                args.output)
@@ -138,34 +146,35 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+def _snat_guard(args: argparse.Namespace, ovn: OvnConfig, nb: NbClient, layout: Layout,
+                zones: ZoneRegistry | None) -> SnatGuard | None:
+    """The SNAT guard, started, when ovn.snat is remove or --remove-snat is given."""
+    from zonectl.ovn.snat import SnatGuard
+
+    return SnatGuard(nb, layout, zones).start() if ovn.snat == "remove" or args.remove_snat else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Periodic sync (drift repair) until SIGTERM; inputs are re-read and re-compiled every round.
 
     A round whose inputs fail to load or compile logs the error and keeps NB as it is (fail closed: the
     last good rows stay); an OVN error is logged and retried next round. With ``--inputs FILE`` this is
-    the node agent of interconnect mode (``_run_agent``).
+    the node agent of interconnect mode (``zonectl.ovn.agent``).
     """
     from zonectl.ovn.resync import Resyncer
-    from zonectl.ovn.snat import SnatGuard
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.inputs:
-        from zonectl.cli import CliError
-
         if args.zones or args.files:
-            raise CliError("--inputs FILE and --zones/-f exclude each other: the published document already "
-                           "holds the compiled rules")
+            raise UsageError("--inputs FILE and --zones/-f exclude each other: the published document already "
+                             "holds the compiled rules")
         return _run_agent(args)
     inputs = _load(args, need_policies=True)
-    nb, settings, section = _open(args, inputs.config)
-    mode = args.mode or str(section.get("drift", "repair"))
-    interval = args.interval or float(section.get("resyncSeconds", 60))
-    guard = None
-    if str(section.get("snat", "report")) == "remove" or args.remove_snat:
-        guard = SnatGuard(nb, inputs.config.layout, inputs.registry).start()
+    nb, settings = _open(args, inputs.config, inputs.ovn)
+    guard = _snat_guard(args, inputs.ovn, nb, inputs.config.layout, inputs.registry)
     stop = _stop_event()
-    resyncer = Resyncer(nb, lambda: _load(args, need_policies=True).rules, settings, mode=mode,  # type: ignore[arg-type]
-                        interval=interval)
+    resyncer = Resyncer(nb, lambda: _load(args, need_policies=True).rules, settings, mode=args.mode or inputs.ovn.drift,
+                        interval=args.interval or inputs.ovn.resync_seconds)
     try:
         with resyncer:
             stop.wait()
@@ -176,62 +185,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_retrying(args: argparse.Namespace, config: Any, stop: threading.Event):
-    """``_open`` until it succeeds or ``stop`` is set: a node agent starts before (or while) OVN-K restarts
-    the node's NB. Config mistakes (a ValidationError) fail at once; only OVN errors are retried."""
-    from zonectl.ovn.connection import OvnError
-
-    delay = 1.0
-    while True:
-        try:
-            return _open(args, config)
-        except OvnError as exc:
-            LOG.warning("NB not reachable yet, retrying in %.0fs: %s", delay, exc)
-        if stop.wait(delay):
-            return None
-        delay = min(delay * 2, 30.0)
-
-
 def _run_agent(args: argparse.Namespace) -> int:
-    """``zonectl ovn run --inputs FILE``: the node agent (see zonectl/ovn/agent.py)."""
-    from zonectl.cli import load_config
-    from zonectl.ovn.agent import Agent, InputsFile
-    from zonectl.ovn.snat import SnatGuard
+    """``zonectl ovn run --inputs FILE``: the node agent (zonectl/ovn/agent.py)."""
+    from zonectl.ovn.agent import Agent, InputsFile, open_retrying, serve
 
     config = load_config(args.config)  # a broken config fails at start (exit 2); a broken document never does
+    ovn = parse_ovn(config.section("ovn"))
     stop = _stop_event()
-    opened = _open_retrying(args, config, stop)
+    opened = open_retrying(lambda: _open(args, config, ovn), stop)
     if opened is None:
         return 0
-    nb, settings, section = opened
-    mode = args.mode or str(section.get("drift", "repair"))
-    interval = args.interval or float(section.get("resyncSeconds", 60))
-    agent = Agent(nb, InputsFile(args.inputs, config.layout), settings, mode=mode,  # type: ignore[arg-type]
-                  interval=interval, poll=args.poll)
+    nb, settings = opened
+    mode = args.mode or ovn.drift
+    interval = args.interval or ovn.resync_seconds
+    agent = Agent(nb, InputsFile(args.inputs, config.layout), settings, mode, interval=interval, poll=args.poll)
     LOG.info("ovn agent: NB %s, inputs %s, drift %s, resync every %.0fs", nb.settings.remote, args.inputs, mode,
              interval)
-    guard = server = None
     try:
-        if str(section.get("snat", "report")) == "remove" or args.remove_snat:
-            guard = SnatGuard(nb, config.layout, None).start()
-        if args.metrics_listen and args.metrics_listen != "off":
-            from zonectl.gateway.metrics import MetricsServer
-
-            server = MetricsServer(args.metrics_listen, agent.metrics_text, agent.healthy).start()
-            LOG.info("metrics on %s", args.metrics_listen)
-        agent.run(stop)
-    finally:
-        if server is not None:
-            server.close()
-        if guard is not None:
-            guard.stop()
+        guard = _snat_guard(args, ovn, nb, config.layout, None)
+    except BaseException:
         nb.close()
-    return 0
+        raise
+    listen = args.metrics_listen if args.metrics_listen != "off" else None
+    return serve(agent, stop, metrics_listen=listen, snat_guard=guard)
 
 
 def _common(p: argparse.ArgumentParser, *, policies_required: bool) -> None:
-    from zonectl.cli import CONFIG_HELP
-
     p.add_argument("--nb", metavar="REMOTE",
                    help="OVN Northbound: unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT or a comma-separated list "
                         "(default: ovn.nb in the config)")
@@ -267,7 +246,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "      --zones examples/zones.yaml -f examples/policies.yaml --mode log",
     )
     _common(p, policies_required=True)
-    p.add_argument("--mode", choices=("log", "repair"), help="log: only print; repair: write (default: ovn.drift "
+    p.add_argument("--mode", choices=DRIFT_MODES[1:], help="log: only print; repair: write (default: ovn.drift "
                                                                "in the config, else repair)")
     p.set_defaults(func=cmd_sync)
 
@@ -286,7 +265,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--watch keeps them removed as OVN-K re-adds them (until SIGTERM).",
     )
     _common(p, policies_required=False)
-    p.add_argument("--mode", choices=("report", "remove"), help="default: ovn.snat in the config, else report")
+    p.add_argument("--mode", choices=SNAT_MODES, help="default: ovn.snat in the config, else report")
     p.add_argument("--watch", action="store_true", help="with --mode remove: keep watching NB")
     p.set_defaults(func=cmd_snat)
 
@@ -306,7 +285,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     _common(p, policies_required=False)
     p.add_argument("--inputs", metavar="FILE",
                    help="the published rules (GatewayInputs JSON with the `ovn` part) instead of --zones/-f")
-    p.add_argument("--mode", choices=("off", "log", "repair"), help="default: ovn.drift in the config, else repair")
+    p.add_argument("--mode", choices=DRIFT_MODES, help="default: ovn.drift in the config, else repair")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                    help="with --inputs: how often the file is checked for changes (default 2)")
@@ -315,10 +294,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--remove-snat", action="store_true", help="also remove hiding SNAT rows and keep them removed")
     p.set_defaults(func=cmd_run)
     return ovn
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """For tests: ``zonectl ovn ...`` without the rest of the CLI."""
-    from zonectl.cli import main as zonectl_main
-
-    return zonectl_main(["ovn", *(argv or [])])

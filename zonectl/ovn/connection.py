@@ -171,13 +171,17 @@ class NbClient:
     """An open, monitored NB connection. ``api`` is ovsdbapp's OVN NB API; close() stops its thread."""
 
     def __init__(self, settings: NbSettings) -> None:
-        from ovsdbapp.backend.ovs_idl import connection, idlutils
-        from ovsdbapp.schema.ovn_northbound import impl_idl
-
         settings.validate()
         self.settings = settings
         _configure_ssl(settings)
-        schema = fetch_schema(settings.remote, settings.timeout)
+        self._open(fetch_schema(settings.remote, settings.timeout))
+        self._session_seqno = self.idl._session.get_seqno()
+
+    def _open(self, schema: dict) -> None:
+        """Monitor what zonectl reads, as far as this server's schema has it, and wait for the first cache."""
+        from ovsdbapp.backend.ovs_idl import connection, idlutils
+        from ovsdbapp.schema.ovn_northbound import impl_idl
+
         helper = idlutils.create_schema_helper(schema)
         for table, columns in MONITORED.items():
             if table not in schema["tables"]:
@@ -188,11 +192,11 @@ class NbClient:
                 helper.register_columns(table, [c for c in columns if c in schema["tables"][table]["columns"]])
         self.has_tier = "tier" in schema["tables"]["ACL"]["columns"]
         self.schema_version = str(schema.get("version", ""))
-        kwargs: dict[str, Any] = {"leader_only": settings.leader_only}
-        if settings.probe_interval_ms is not None:
-            kwargs["probe_interval"] = settings.probe_interval_ms
-        idl = connection.OvsdbIdl(settings.remote, helper, **kwargs)
-        self._conn = connection.Connection(idl, timeout=settings.timeout)
+        kwargs: dict[str, Any] = {"leader_only": self.settings.leader_only}
+        if self.settings.probe_interval_ms is not None:
+            kwargs["probe_interval"] = self.settings.probe_interval_ms
+        idl = connection.OvsdbIdl(self.settings.remote, helper, **kwargs)
+        self._conn = connection.Connection(idl, timeout=self.settings.timeout)
         # ovsdbapp keeps one connection per Backend *class*; a subclass per client lets one process
         # hold several NB connections (two sandboxes in a test, the benchmark's two databases).
         api_cls = type("ZonectlNbApi", (impl_idl.OvnNbApiIdlImpl,), {"_ovsdb_connection": None})
@@ -200,7 +204,28 @@ class NbClient:
             self.api = api_cls(self._conn)
         except Exception as exc:  # ovsdbapp raises its own TimeoutException, among others
             self._conn.stop(timeout=1)
-            raise OvnError(f"cannot connect to {settings.remote}: {brief(exc)}") from exc
+            raise OvnError(f"cannot connect to {self.settings.remote}: {brief(exc)}") from exc
+
+    def refresh_schema(self) -> bool:
+        """After the IDL reconnected (a restarted, perhaps upgraded ovsdb-server), read the schema again.
+
+        Why: an OVN upgrade adds columns (23.06 added ACL ``tier``), and the IDL only monitors the columns of
+        the schema it was built from. When ``has_tier`` changes, the connection is rebuilt for the new schema.
+        Cheap when nothing reconnected (one attribute read). True if ``has_tier`` changed."""
+        seqno = self.idl._session.get_seqno()  # moves on every connect and disconnect
+        if seqno == self._session_seqno or not self.connected:
+            return False
+        schema = fetch_schema(self.settings.remote, self.settings.timeout)
+        self._session_seqno = seqno
+        self.schema_version = str(schema.get("version", ""))
+        if ("tier" in schema["tables"]["ACL"]["columns"]) == self.has_tier:
+            return False
+        LOG.warning("NB schema %s %s ACL tiers: reconnecting to monitor it", self.schema_version,
+                    "has" if not self.has_tier else "no longer has")
+        self._conn.stop(timeout=self.settings.timeout)
+        self._open(schema)
+        self._session_seqno = self.idl._session.get_seqno()
+        return True
 
     @property
     def idl(self):

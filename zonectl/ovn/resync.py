@@ -11,7 +11,7 @@ its last good rows (fail closed).
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Self
+from typing import Callable, Collection, Iterable, Self
 
 from zonectl.core.errors import ZonectlError
 from zonectl.core.rules import Rule
@@ -24,16 +24,28 @@ LOG = logging.getLogger(__name__)
 
 
 class Resyncer(NbWatchLoop):
+    """The one NB drift loop: ``zonectl ovn run``, and the node agent (which feeds it the published rules).
+
+    ``rules()`` returns the complete rule set to enforce, or None when there is nothing to enforce yet (the
+    agent before its first usable document: nothing is written); ``keep()`` the policies whose rows stay as
+    they are. ``on_report``/``on_error`` see every round's outcome; without ``on_report`` every change a
+    round made is logged as drift.
+    """
+
     thread_name = "zonectl-ovn-resync"
 
-    def __init__(self, nb: NbClient, rules: Callable[[], Iterable[Rule]], settings: SyncSettings, *,
-                 mode: SyncMode = "repair", interval: float = 60.0, min_gap: float = 1.0,
-                 watch: bool = True, on_report: Callable[[SyncReport], None] | None = None) -> None:
+    def __init__(self, nb: NbClient, rules: Callable[[], Iterable[Rule] | None], settings: SyncSettings, *,
+                 mode: SyncMode = "repair", interval: float = 60.0, min_gap: float = 1.0, watch: bool = True,
+                 keep: Callable[[], Collection[str]] = frozenset,
+                 on_report: Callable[[SyncReport], None] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
         super().__init__(nb, interval=interval, min_gap=min_gap, watch=watch, poll=0.1)
         self.rules = rules
         self.settings = settings
         self.mode = mode
+        self.keep = keep
         self.on_report = on_report
+        self.on_error = on_error
         self.rounds = 0
         self.last_report: SyncReport | None = None
         self.last_error: str | None = None
@@ -42,18 +54,23 @@ class Resyncer(NbWatchLoop):
         """One sync round now (in the caller's thread)."""
         self.rounds += 1
         try:
-            report = sync(self.nb, self.rules(), self.settings, mode=self.mode)
+            rules = self.rules()
+            if rules is None:
+                return None
+            report = sync(self.nb, rules, self.settings, mode=self.mode, keep_policies=self.keep())
         except ZonectlError as exc:
             self.last_error = str(exc)
-            LOG.error("ovn resync failed, NB left as it was: %s", exc)
+            LOG.error("ovn sync failed, NB left as it was: %s", exc)
+            if self.on_error is not None:
+                self.on_error(self.last_error)
             return None
         self.last_error = None
         self.last_report = report
-        if report.changes:
-            for line in report.lines():
-                LOG.warning("ovn drift %s", line)
         if self.on_report is not None:
             self.on_report(report)
+        elif report.changes:
+            for line in report.lines():
+                LOG.warning("ovn drift %s", line)
         return report
 
     def start(self) -> Self:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv6Network
 from typing import Any, Collection, Iterable, Literal, Mapping
 
 from zonectl.core.errors import ValidationError
@@ -32,16 +33,13 @@ from zonectl.render.ovn_match import (
     render_rule,
 )
 
+from .config import DRIFT_MODES, DriftMode, OvnConfig, parse_ovn
 from .connection import NbClient, OvnError, brief
 from .state import OwnedAcl, SwitchInfo, SwitchSelector, node_switches, owned_acls
 
 LOG = logging.getLogger(__name__)
 
-SyncMode = Literal["off", "log", "repair"]
-SYNC_MODES: tuple[str, ...] = ("off", "log", "repair")
-# ovn.mode: who writes NB. central: the controller syncs the one NB (ovn.nb); interconnect: OVN-K runs one NB
-# per node, the controller only publishes the rules and every node's agent (zonectl ovn run --inputs) syncs.
-TOPOLOGIES: tuple[str, ...] = ("central", "interconnect")
+SyncMode = DriftMode
 # Columns zonectl sets on its rows; anything else someone sets on them is drift, reset to these defaults.
 DRIFT_DEFAULTS: dict[str, Any] = {"log": False, "severity": None, "meter": None, "label": 0, "options": {}}
 
@@ -52,24 +50,22 @@ class SyncSettings:
 
     acl: AclSettings
     switches: SwitchSelector
+    tier: int | None = None  # ovn.tier as configured; ``acl.tier`` is it only while the NB schema has tiers
 
     @classmethod
-    def build(cls, section: Mapping[str, Any], cluster, has_tier: bool) -> "SyncSettings":
+    def build(cls, section: Mapping[str, Any], cluster: IPv6Network | None, has_tier: bool) -> "SyncSettings":
         """From the config's ``ovn`` section; ``has_tier`` from the connected server's schema."""
-        known = {"nb", "timeout", "ssl", "controller", "tier", "allowAction", "denyAction", "priorityMin",
-                 "priorityMax", "switches", "nodePortPrefix", "snat", "drift", "resyncSeconds", "mode"}
-        unknown = set(section) - known
-        if unknown:
-            raise ValidationError(f"unknown field(s) {', '.join(sorted(map(repr, unknown)))}", source="config: ovn")
-        for key, allowed in (("drift", SYNC_MODES), ("snat", ("report", "remove")), ("mode", TOPOLOGIES)):
-            if key in section and section[key] not in allowed:
-                raise ValidationError(f"ovn.{key} {section[key]!r} is not one of {', '.join(allowed)}",
-                                      source="config")
+        return cls.from_config(parse_ovn(section), cluster, has_tier)
+
+    @classmethod
+    def from_config(cls, ovn: OvnConfig, cluster: IPv6Network | None, has_tier: bool) -> "SyncSettings":
+        section = ovn.section
         tier = section.get("tier", 1)
         try:
+            wanted = int(tier) if tier is not None else None
             acl = AclSettings(
                 controller=str(section.get("controller", "zonectl")),
-                tier=(int(tier) if tier is not None else None) if has_tier else None,
+                tier=wanted if has_tier else None,
                 allow_action=str(section.get("allowAction", "allow-related")),
                 deny_action=str(section.get("denyAction", "drop")),
                 priority_min=int(section.get("priorityMin", 1100)),
@@ -79,17 +75,17 @@ class SyncSettings:
             raise ValidationError(f"ovn: tier, priorityMin and priorityMax must be integers ({exc})",
                                   source="config") from None
         names = section.get("switches")
-        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise ValidationError("ovn.switches must be a list of logical switch names", source="config")
-        if names == []:  # leaving the key out selects the node switches; an empty list never means "all"
-            raise ValidationError("ovn.switches is empty: list switch names, or leave it out for the node switches",
-                                  source="config")
         selector = SwitchSelector(
             cluster=cluster,
             names=tuple(names) if names else None,
             node_port_prefix=str(section.get("nodePortPrefix", "k8s-")),
         )
-        return cls(acl, selector)
+        return cls(acl, selector, wanted)
+
+    def for_schema(self, has_tier: bool) -> "SyncSettings":
+        """These settings for a server whose schema has (or lacks) ACL tiers: an upgrade may add them."""
+        tier = self.tier if has_tier else None
+        return self if tier == self.acl.tier else replace(self, acl=replace(self.acl, tier=tier))
 
 
 @dataclass(frozen=True)
@@ -331,12 +327,14 @@ def sync(
     ``keep_policies`` (e.g. ones that currently fail to compile) are left exactly as they are. Mode off
     does nothing. Raises OvnError if OVN refuses or times out; then NB is unchanged (one transaction).
     """
-    if mode not in SYNC_MODES:
-        raise ValidationError(f"mode {mode!r} is not one of {', '.join(SYNC_MODES)}", source="ovn sync")
+    if mode not in DRIFT_MODES:
+        raise ValidationError(f"mode {mode!r} is not one of {', '.join(DRIFT_MODES)}", source="ovn sync")
     report = SyncReport(mode)
     if mode == "off":
         return report
     started = time.monotonic()
+    nb.refresh_schema()  # after a reconnect: an upgraded server may have gained ACL tiers
+    settings = settings.for_schema(nb.has_tier)
     rules = list(rules)
     # Fail before touching NB if the rules cannot be placed (e.g. the priority band is too small).
     assign_priorities(rules, settings.acl)

@@ -35,6 +35,11 @@ class NbWatchLoop:
         """One round now (in the caller's thread)."""
         raise NotImplementedError
 
+    @property
+    def running(self) -> bool:
+        """The loop's thread is alive (a hung or crashed loop makes a daemon unhealthy)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def trigger(self) -> None:
         """Ask for a round as soon as possible (e.g. a policy changed)."""
         self._wake.set()

@@ -122,7 +122,8 @@ def rule(r: Any) -> Rule:
         value = getattr(r, field)
         if value is not None:
             integer(value, f"{where} {field}", 0 if field == "icmp_type" else 1, hi)
-    if (r.port_min is None) != (r.port_max is None) or (r.port_min is not None and r.port_max < r.port_min):
+    if (r.port_min is None) != (r.port_max is None) or (
+            r.port_min is not None and r.port_max is not None and r.port_max < r.port_min):
         raise refuse(f"{where} ports", (r.port_min, r.port_max), "is not a port range")
     if r.port_min is not None and r.protocol in (None, "icmpv6") or r.icmp_type is not None and r.protocol != "icmpv6":
         raise refuse(f"{where} protocol", r.protocol, "does not fit its ports / ICMPv6 type")

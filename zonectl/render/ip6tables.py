@@ -108,7 +108,7 @@ def zone_chain(zone: str) -> str:
     return ZONE_CHAIN_PREFIX + zone[:11] + "-" + hashlib.sha256(zone.encode()).hexdigest()[:6]
 
 
-def _check_zones(zones: Sequence[ZoneMatch]) -> None:
+def check_zones(zones: Sequence[ZoneMatch]) -> None:
     for z in zones:
         if not isinstance(z, ZoneMatch):
             raise ValidationError(f"zone {z!r} is not a ZoneMatch", source="render")
@@ -116,7 +116,7 @@ def _check_zones(zones: Sequence[ZoneMatch]) -> None:
         checks.match(z.match, f"zone {z.name} match")
 
 
-def _check_marks(marks: Sequence[ZoneMark]) -> None:
+def check_marks(marks: Sequence[ZoneMark]) -> None:
     for m in marks:
         if not isinstance(m, ZoneMark):
             raise ValidationError(f"mark {m!r} is not a ZoneMark", source="render")
@@ -126,7 +126,7 @@ def _check_marks(marks: Sequence[ZoneMark]) -> None:
         checks.integer(m.mask, f"mark {m.zone} mask", 1, 2**32 - 1)
 
 
-def _zone_groups(rules: Iterable[Rule], zones: Sequence[ZoneMatch]) -> list[tuple[str, AddrMatch | None, list[Rule]]]:
+def zone_groups(rules: Iterable[Rule], zones: Sequence[ZoneMatch]) -> list[tuple[str, AddrMatch | None, list[Rule]]]:
     """(zone, match, its rules in order) for every zone that has rules or is known, sorted by name."""
     by_zone: dict[str, list[Rule]] = {}
     for r in rules:
@@ -145,14 +145,14 @@ def chain_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str = 
     replies head for the NAT64 prefix too, so established flows from them are accepted first.
     """
     rules = checks.rules(rules)
-    _check_zones(zones)
+    check_zones(zones)
     checks.pattern(chain, CHAIN_RE, "chain", "a ZONECTL- chain name")
     ingress = [checks.match(m, "static map") for m in ingress]
     out: dict[str, list[str]] = {chain: []}
     for m in ingress:
         out[chain].append(" ".join(["-A", chain, "-s", addr(m), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
                                     comment(f"{OWNER} ingress-map replies"), "-j", "ACCEPT"]))
-    for name, match, zrules in _zone_groups(rules, zones):
+    for name, match, zrules in zone_groups(rules, zones):
         src = ["-s", addr(match)] if match is not None and not match.is_any else []
         if not zrules:
             out[chain].append(" ".join(["-A", chain, *src, comment(f"{OWNER} zone={name} action=deny closed"),
@@ -172,7 +172,7 @@ def forward_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str 
 
 
 def mark_lines(marks: Sequence[ZoneMark], chain: str = MARK_CHAIN) -> list[str]:
-    _check_marks(marks)
+    check_marks(marks)
     checks.pattern(chain, CHAIN_RE, "chain", "a ZONECTL- chain name")
     return [
         " ".join(["-A", chain, "-s", addr(m.match), comment(f"{OWNER} zone={m.zone} egress=own-pool"),

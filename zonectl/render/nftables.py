@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from ..core.layout import AddrMatch
 from ..core.rules import Rule
 from . import checks
-from .ip6tables import ZoneMark, ZoneMatch, _check_marks, _check_zones, _zone_groups, rule_comment
+from .ip6tables import ZoneMark, ZoneMatch, check_marks, check_zones, rule_comment, zone_groups
 
 FILTER_TABLE = "zonectl"
 NAT_TABLE = "zonectl-nat"
@@ -84,12 +84,12 @@ def render_filter(
     dispatch is a single verdict map lookup on the masked source address, otherwise one rule per zone.
     """
     rules = checks.rules(rules)
-    _check_zones(zones)
-    _check_marks(marks)
+    check_zones(zones)
+    check_marks(marks)
     checks.match(nat64, "NAT64 prefix")
     checks.pattern(table, checks.TOKEN, "table", "a table name")
     ingress = [checks.match(m, "static map") for m in ingress]
-    groups = _zone_groups(rules, zones)
+    groups = zone_groups(rules, zones)
     body = [
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",

@@ -320,9 +320,9 @@ def check_form(cfg: TaygaConfig, version: TaygaVersion) -> None:
         checks.ipv6(m.ipv6, f"map[{i}] IPv6")
     for i, d in enumerate(cfg.ipv4_destinations):
         checks.ipv4_net(d, f"destination[{i}]")
-    for value, what in ((cfg.strict_frag_hdr, "strict-frag-hdr"), (cfg.wkpf_strict, "wkpf-strict")):
-        if value is not None and not isinstance(value, bool):
-            raise checks.refuse(what, value, "is not true or false")
+    for switch, what in ((cfg.strict_frag_hdr, "strict-frag-hdr"), (cfg.wkpf_strict, "wkpf-strict")):
+        if switch is not None and not isinstance(switch, bool):
+            raise checks.refuse(what, switch, "is not true or false")
     if cfg.udp_cksum_mode is not None:
         checks.one_of(cfg.udp_cksum_mode, UDP_CKSUM_MODES, "udp-cksum-mode")
     for flag in cfg.log:

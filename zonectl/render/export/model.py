@@ -70,10 +70,10 @@ class ExportData:
             for m in z.matches:
                 checks.one_of(m.scope, SCOPES, f"zone {z.zone.name} scope")
                 checks.match(m.match, f"zone {z.zone.name} match")
-            for n in z.nodes:
-                checks.ipv6_net(n.node, f"zone {z.zone.name} node")
-                checks.match(n.match, f"zone {z.zone.name} node match")
-                for c in n.cidrs:
+            for nc in z.nodes:
+                checks.ipv6_net(nc.node, f"zone {z.zone.name} node")
+                checks.match(nc.match, f"zone {z.zone.name} node match")
+                for c in nc.cidrs:
                     checks.ipv6_net(c, f"zone {z.zone.name} CIDR")
 
     @property

@@ -1,5 +1,9 @@
-"""The compiled rules, published by the controller: zones with IPv4 egress, the NAT64 rules, and (in OVN
-interconnect mode) every other rule for the OVN node agents.
+"""The published rules document (pure: its wire format, writer and reader), and the one JSON form of a rule.
+
+The controller publishes the compiled rules: zones with IPv4 egress, the NAT64 rules, and (in OVN
+interconnect mode) every other rule for the OVN node agents. Writing the text somewhere (a ConfigMap,
+a file) is the operator's I/O (``zonectl.operator.publish``); the gateway and the node agents read it
+with ``read_document``. ``rule_to_dict`` is also what ``zonectl compile --target ir`` prints.
 
 Why publish compiled rules instead of letting every gateway or node compile policies itself: the
 controller is the one place that decides which generation of each policy is in force (a policy that
@@ -27,16 +31,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Mapping
 
-from ..core.errors import ValidationError
-from ..core.layout import AddrMatch, Layout
-from ..core.rules import Rule, RuleSet
-from ..core.zones import ZoneRegistry
+from .errors import ValidationError
+from .layout import AddrMatch, Layout
+from .rules import Rule, RuleSet
+from .zones import ZoneRegistry
 
 API_VERSION = "zonectl.io/v1alpha1"
 KIND = "GatewayInputs"
@@ -48,6 +50,8 @@ def _match(m: AddrMatch | None) -> str | None:
 
 
 def rule_to_dict(r: Rule) -> dict[str, Any]:
+    """The JSON form of a compiled rule (published documents and ``compile --target ir``); matches are
+    normalised ``value/mask`` text, so ``rule_from_dict`` gives back an equal rule."""
     return {
         "id": r.id, "policy": r.policy, "zone": r.zone, "direction": r.direction, "action": r.action,
         "order": r.order, "src": _match(r.src), "dst": _match(r.dst), "protocol": r.protocol,
@@ -57,6 +61,8 @@ def rule_to_dict(r: Rule) -> dict[str, Any]:
 
 
 def rule_from_dict(d: Mapping[str, Any]) -> Rule:
+    """A rule from its JSON form; a missing or malformed field raises KeyError/TypeError/ValueError."""
+
     def m(v: Any) -> AddrMatch | None:
         return None if v is None else AddrMatch.parse(str(v))
 
@@ -174,38 +180,3 @@ def read_document(path: str | Path, layout: Layout) -> Published:
         return parse_document(doc, layout, digest(data))
     except ValidationError as exc:
         raise exc.prefixed(f"inputs {path}") from None
-
-
-class Publisher(Protocol):
-    def publish(self, text: str) -> None:
-        """Make ``text`` the current gateway inputs (idempotent)."""
-
-
-class FilePublisher:
-    """Writes the document to a file atomically (rename), for a gateway on the same host or for tests."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    def publish(self, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-class ConfigMapPublisher:
-    """Patches one ConfigMap that ships with the manifests (RBAC allows patching that name only)."""
-
-    def __init__(self, core_api: Any, namespace: str, name: str) -> None:
-        self.api = core_api  # kubernetes.client.CoreV1Api, built at start-up (never at import)
-        self.namespace = namespace
-        self.name = name
-
-    def publish(self, text: str) -> None:
-        self.api.patch_namespaced_config_map(self.name, self.namespace, {"data": {DATA_KEY: text}})

@@ -150,7 +150,7 @@ FOREIGN_TABLES = ("ACL", "Port_Group", "Address_Set", "NAT", "Logical_Router", "
 
 def _rows(nbctl: NbCtl, table: str) -> list[dict]:
     data = json.loads(nbctl("--format=json", "list", table))
-    return [dict(zip(data["headings"], row)) for row in data["data"]]
+    return [dict(zip(data["headings"], row, strict=True)) for row in data["data"]]
 
 
 def foreign_snapshot(nbctl: NbCtl, controller: str = "zonectl") -> dict[str, list]:

@@ -10,7 +10,7 @@ gateway code under test does everything else (TUN, Tayga, NAT64 routes, sysctls,
 
 Names inside the namespaces are fixed (``uplink``, ``eth0``, ``p0``...) and every veth is created
 directly inside its two namespaces; the namespaces themselves get random names, so any number of labs
-run side by side. ``close()`` removes everything it made. Traffic comes from ``zonectl.probe``.
+run side by side. ``close()`` removes everything it made. Traffic comes from ``zonectl.harness.probe``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from ..netns import Netns, run, veth
-from ..probe import command as probe_command
+from ..procs import kill_pid
+from .netns import Netns, run, veth
+from .probe import command as probe_command
 
 UPLINK = "uplink"
 GATEWAY_V4 = IPv4Address("198.51.100.1")
@@ -108,13 +108,7 @@ class Testbed:
 
     def close(self) -> None:
         for proc in self._procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            kill_pid(proc.pid)
         self._procs.clear()
         for pod in self.pods.values():
             pod.ns.close()
@@ -129,13 +123,4 @@ class Testbed:
         self.close()
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-__all__ = ["Testbed", "Pod", "wait_for", "run", "SERVER_V4", "GATEWAY_V4", "UPLINK"]
+__all__ = ["Testbed", "Pod", "run", "SERVER_V4", "GATEWAY_V4", "UPLINK"]
