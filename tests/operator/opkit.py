@@ -10,10 +10,12 @@ import copy
 import asyncio
 import base64
 import contextlib
+import http.client
 import json
 import shutil
 import ssl
 import subprocess
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -166,9 +168,8 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @contextlib.asynccontextmanager
-async def serve_webhooks(ctl: Controller, tls: tuple[Path, Path] | None,
-                         fast: bool = False) -> AsyncIterator[Callable[[str, dict], Awaitable[dict]]]:
-    """Start kopf's webhook server (HTTPS with ``tls``, else HTTP) on 127.0.0.1; yield ``post(id, review)``.
+async def webhook_url(ctl: Controller, tls: tuple[Path, Path] | None, fast: bool = False) -> AsyncIterator[str]:
+    """Start kopf's webhook server (HTTPS with ``tls``, else HTTP) on 127.0.0.1; yield its base URL.
 
     ``fast`` serves the pod webhook through the fast path, as the controller does by default; without
     it every review goes through kopf's admission engine and the ``@kopf.on.mutate`` handler.
@@ -177,26 +178,95 @@ async def serve_webhooks(ctl: Controller, tls: tuple[Path, Path] | None,
 
     kwargs: dict[str, Any] = {"addr": "127.0.0.1", "metrics": ctl.metrics,
                               "fast": {POD_WEBHOOK: ctl.pod_review} if fast else None}
-    ssl_ctx: ssl.SSLContext | bool = False
     if tls:
         kwargs.update(certfile=str(tls[0]), pkeyfile=str(tls[1]))
-        ssl_ctx = ssl.create_default_context(cafile=str(tls[0]))
     else:
         kwargs["insecure"] = True
     server = ZonectlWebhookServer(**kwargs)
     gen = server(offline_admission(admission_registry(ctl)))
     client_config = await gen.__anext__()
-    url = client_config["url"].rstrip("/")
     try:
-        async with aiohttp.ClientSession() as session:
-            async def post(webhook: str, body: dict) -> dict:
-                async with session.post(f"{url}/{webhook}", json=body, ssl=ssl_ctx) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return await resp.json()
-
-            yield post
+        yield client_config["url"].rstrip("/")
     finally:
         await gen.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serve_webhooks(ctl: Controller, tls: tuple[Path, Path] | None,
+                         fast: bool = False) -> AsyncIterator[Callable[[str, dict], Awaitable[dict]]]:
+    """``webhook_url``, yielding ``post(id, review)`` (which asserts HTTP 200) instead of the URL."""
+    ssl_ctx: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(tls[0])) if tls else False
+    async with webhook_url(ctl, tls, fast) as url, aiohttp.ClientSession() as session:
+        async def post(webhook: str, body: dict) -> dict:
+            async with session.post(f"{url}/{webhook}", json=body, ssl=ssl_ctx) as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json()
+
+        yield post
+
+
+class BackgroundWebhooks:
+    """Two webhook servers of one controller (kopf's engine, the fast path) on an event loop in a thread.
+
+    For tests that are not async (hypothesis): ``post(engine, webhook, raw)`` sends raw bytes over one
+    kept-alive HTTPS connection per server and returns (HTTP status, parsed JSON body or None, text).
+    """
+
+    ENGINES = ("kopf-engine", "fast-path")
+
+    def __init__(self, ctl: Controller, tls: tuple[Path, Path]) -> None:
+        self.ctl, self.tls = ctl, tls
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="webhooks", daemon=True)
+        self.stack = contextlib.AsyncExitStack()
+        self.urls: dict[str, str] = {}
+        self.conns: dict[str, http.client.HTTPSConnection] = {}
+
+    def __enter__(self) -> "BackgroundWebhooks":
+        self.thread.start()
+
+        async def start() -> None:
+            for engine in self.ENGINES:
+                self.urls[engine] = await self.stack.enter_async_context(
+                    webhook_url(self.ctl, self.tls, fast=engine == "fast-path"))
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
+        return self
+
+    def _conn(self, engine: str) -> http.client.HTTPSConnection:
+        conn = self.conns.get(engine)
+        if conn is None:
+            netloc = self.urls[engine].split("//", 1)[1]
+            ctx = ssl.create_default_context(cafile=str(self.tls[0]))
+            conn = self.conns[engine] = http.client.HTTPSConnection(netloc, context=ctx, timeout=30)
+        return conn
+
+    def post(self, engine: str, webhook: str, raw: bytes) -> tuple[int, Any, str]:
+        for attempt in (1, 2):  # the server may close a kept-alive connection after an error answer
+            conn = self._conn(engine)
+            try:
+                conn.request("POST", f"/{webhook}", body=raw, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                text = resp.read().decode("utf-8", "replace")
+                break
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                self.conns.pop(engine, None)
+                if attempt == 2:
+                    raise
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        return resp.status, data, text
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self.conns.values():
+            conn.close()
+        asyncio.run_coroutine_threadsafe(self.stack.aclose(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 def new_controller(config: ControllerConfig, state: ZoneState) -> Controller:

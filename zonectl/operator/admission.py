@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from .config import OperatorSettings
+from .review import API_VERSION
 from .zonestate import HintTable
 
 Action = Literal["keep", "set", "remove"]
@@ -144,9 +145,9 @@ def encode_patch(ops: list[dict[str, Any]]) -> str:
     return encoded
 
 
-def review_response(request: Mapping[str, Any], decision: PodDecision, ops: list[dict[str, Any]]) -> dict[str, Any]:
+def review_response(uid: str, decision: PodDecision, ops: list[dict[str, Any]]) -> dict[str, Any]:
     """An AdmissionReview response, shaped exactly as kopf's admission engine shapes it."""
-    response: dict[str, Any] = {"uid": request["request"].get("uid", ""), "allowed": decision.allowed}
+    response: dict[str, Any] = {"uid": uid, "allowed": decision.allowed}
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
     if decision.allowed and ops:
@@ -154,5 +155,4 @@ def review_response(request: Mapping[str, Any], decision: PodDecision, ops: list
         response["patchType"] = "JSONPatch"
     if not decision.allowed:
         response["status"] = {"message": decision.message, "code": decision.code}
-    return {"apiVersion": request.get("apiVersion", "admission.k8s.io/v1"),
-            "kind": request.get("kind", "AdmissionReview"), "response": response}
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}

@@ -1,10 +1,12 @@
-"""kopf's webhook server with a latency histogram and a fast path, and kopf's admission engine offline.
+"""kopf's webhook server with strict review checks, a latency histogram and a fast path; kopf's engine offline.
 
-``ZonectlWebhookServer`` is kopf's own ``WebhookServer`` (aiohttp, TLS, certificate reload). It wraps the
-admission function kopf hands it to (1) time every review into ``zonectl_admission_duration_seconds`` and
-(2) answer the hot pod webhook from a "fast path" function when one is given: the same decision as the
-``@kopf.on.mutate`` handler, without kopf's whole-body deep copy and diff. Every other webhook, and any
-review the fast path declines (returns None), goes through kopf's engine unchanged.
+``ZonectlWebhookServer`` is kopf's own ``WebhookServer`` (aiohttp, TLS, certificate reload) with its
+request handler replaced, so that every review, whatever the webhook, is (1) read as strict JSON and
+checked by ``review.check_review`` before any decision (a malformed one is answered there: an HTTP 400
+with a Status body, or a denial; never a 500, never an allowed pod without its hint), (2) timed into
+``zonectl_admission_duration_seconds`` and (3) answered by a "fast path" function when one is given for
+its webhook: the same decision as the ``@kopf.on.mutate`` handler, without kopf's whole-body deep copy
+and diff. Other webhooks go through kopf's admission engine unchanged.
 
 ``offline_admission`` builds the very function ``kopf.operator()`` passes to its webhook server
 (``serve_admission_request`` bound to a registry and settings), but with the resource list given
@@ -16,54 +18,74 @@ private modules, so it lives here, in one place, and is never used by the runnin
 from __future__ import annotations
 
 import functools
+import json
 import time
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+import aiohttp.web
 import kopf
 
+from ..core.errors import Problem
 from .metrics import Metrics
+from .review import ENDPOINTS, MalformedReview, Review, check_review, denial, http_status
 
 # (group, version, plural, kind, namespaced) of every resource zonectl has webhooks for.
-WEBHOOK_RESOURCES: tuple[tuple[str, str, str, str, bool], ...] = (
-    ("", "v1", "pods", "Pod", True),
-    ("zonectl.io", "v1alpha1", "securityzonepolicies", "SecurityZonePolicy", True),
-    ("zonectl.io", "v1alpha1", "securityzones", "SecurityZone", False),
-)
+WEBHOOK_RESOURCES: tuple[tuple[str, str, str, str, bool], ...] = tuple(
+    (e.group, e.version, e.resource, e.kind, e.namespaced) for e in ENDPOINTS.values())
 
 
-FastPath = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
+FastPath = Callable[[Review], "dict[str, Any]"]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(raw: bytes) -> Any:
+    """The request body as strict JSON (UTF-8, no NaN/Infinity); MalformedReview (HTTP 400) otherwise."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity
+        reason = f"not JSON ({exc})"
+    except RecursionError:
+        reason = "not JSON this server reads (nested too deeply)"
+    raise MalformedReview([Problem("request body", reason)])
 
 
 class ZonectlWebhookServer(kopf.WebhookServer):
-    """kopf.WebhookServer that times each review per webhook id, with optional per-webhook fast paths."""
+    """kopf.WebhookServer that checks and times each review per webhook id, with optional fast paths."""
 
     def __init__(self, *, metrics: Metrics, fast: Mapping[str, FastPath] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
         self.fast = dict(fast or {})
+        # labelled histogram per known webhook id, looked up once; any other path is "unknown" (a path
+        # chosen by a caller must not add label values: that would grow the registry without bound)
+        self._timers = {w: metrics.admission_seconds.labels(w) for w in (*ENDPOINTS, "unknown")}
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
-        histogram = self.metrics.admission_seconds
-        fast = self.fast
-        children: dict[str, Any] = {}  # labelled histogram per webhook id, looked up once
-
-        async def timed(request: Any, *, webhook: str | None = None, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                shortcut = fast.get(webhook or "")
-                if shortcut is not None:
-                    answer = shortcut(request)
-                    if answer is not None:
-                        return answer
-                return await fn(request, webhook=webhook, **kwargs)
-            finally:
-                child = children.get(webhook or "")
-                if child is None:
-                    child = children[webhook or ""] = histogram.labels(webhook or "")
-                child.observe(time.perf_counter() - started)
-
-        async for client_config in super().__call__(timed):
-            yield client_config
+    async def _serve(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:  # type: ignore[override]
+        """kopf's handler of one POST, replaced: checks first, kopf's engine (or the fast path) after."""
+        started = time.perf_counter()
+        webhook = request.match_info.get("id") or ""
+        try:
+            body = read_json(await request.read())
+            review = check_review(body, webhook)
+            fast = self.fast.get(webhook)
+            if fast is not None:
+                return aiohttp.web.json_response(fast(review))
+            sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
+            return aiohttp.web.json_response(await fn(body, webhook=webhook, sslpeer=sslpeer,
+                                                      headers=dict(request.headers)))
+        except MalformedReview as exc:
+            endpoint = ENDPOINTS.get(webhook)
+            self.metrics.admitted(endpoint.label if endpoint else "unknown", "malformed")
+            if exc.uid is None:
+                return aiohttp.web.json_response(http_status(exc.http, str(exc)), status=exc.http)
+            return aiohttp.web.json_response(denial(exc.uid, str(exc)))
+        finally:
+            self._timers[webhook if webhook in ENDPOINTS else "unknown"].observe(time.perf_counter() - started)
 
 
 def operator_settings(**overrides: Any) -> kopf.OperatorSettings:
