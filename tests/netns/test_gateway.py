@@ -16,7 +16,7 @@ from zonectl.core.errors import ValidationError
 from zonectl.core.nat64 import Nat64Prefix
 from zonectl.gateway.config import parse_gateway
 from zonectl.gateway.gateway import GatewayError
-from zonectl.metrics_server import MetricsServer
+from zonectl.metrics_server import Listen, MetricsServer
 from zonectl.gateway.tayga import read_dynamic_map
 from zonectl.harness.gateway_testbed import GATEWAY_V4
 from zonectl.procs import wait_until
@@ -188,7 +188,7 @@ def test_static_map_lets_ipv4_clients_reach_a_service() -> None:
 def test_metrics_endpoint_serves_prometheus_text() -> None:
     with running({"dmz": 0x2000, "rogue": 0x4000}) as (bed, gw):
         reach_all(bed, ["dmz", "rogue"], 0.5)
-        server = MetricsServer("127.0.0.1:0", gw.registry, gw.healthy).start()
+        server = MetricsServer(Listen("127.0.0.1", 0), gw.registry, {"/healthz": gw.healthy}).start()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
                 body = resp.read().decode()

@@ -4,8 +4,9 @@ Schemas: the ``kubernetes-validate`` package (the upstream OpenAPI schemas as JS
 unknown fields fail). Custom resources (ClusterKopfPeering, the examples) are validated against the
 CRDs in the same bundle. The bundle is ``kubectl kustomize`` of manifests/ and manifests/webhooks/ when
 kubectl is installed, and a small reader of the kustomizations' ``resources`` otherwise (the two are
-compared when both exist). The optional components (cert-manager, gateway-sysctl) and the systemd unit
-are checked too; manifests/install.sh is run against a recording fake kubectl (test_install_script.py).
+compared when both exist). The optional components (cert-manager, gateway-sysctl, gateway-metrics-proxy)
+and the systemd unit are checked too; manifests/install.sh is run against a recording fake kubectl
+(test_install_script.py).
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ def test_controller_runs_locked_down(bundle: list[dict]) -> None:
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
     assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert c["args"] == ["operator", "run", "--config", "/etc/zonectl/zonectl.yaml"]
+    assert c["args"] == ["operator", "run", "--config", "/etc/zonectl/zonectl.yaml", "--metrics-address", "$(POD_IP)"]
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert not c.get("env")  # settings come from the one config file only
+    # settings come from the one config file; only the pod's own address (where /metrics listens) does not
+    assert c["env"] == [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     assert c["image"] == "localhost/zonectl:dev" or c["image"] == "zonectl"
 
 
@@ -155,6 +157,50 @@ def test_gateway_runs_with_net_admin_only(bundle: list[dict]) -> None:
     assert pod["automountServiceAccountToken"] is False
     assert c["args"][:2] == ["gateway", "run"]
     assert "initContainers" not in pod  # the privileged forwarding init container is opt-in (component)
+
+
+def test_metrics_listen_on_loopback_or_the_pods_own_address(bundle: list[dict]) -> None:
+    """No daemon serves /metrics on every address: the host-network gateway on loopback (its default,
+    which the kubelet probes there), the controller on its pod address."""
+    from zonectl.gateway.config import DEFAULT_METRICS, parse_gateway
+
+    config = parse_controller_config(yaml.safe_load(one(bundle, "ConfigMap", "zonectl-config")["data"]["zonectl.yaml"]))
+    assert config.operator.metrics_address == "::1"  # what --metrics-address $(POD_IP) overrides
+    gw = one(bundle, "DaemonSet", "zonectl-gateway")["spec"]["template"]["spec"]
+    (c,) = gw["containers"]
+    assert "--metrics-listen" not in c["args"] and "ports" not in c
+    assert parse_gateway({"uplink": "eth1"}).metrics_listen == DEFAULT_METRICS
+    probe = c["livenessProbe"]["httpGet"]
+    assert (probe["host"], probe["port"]) == (DEFAULT_METRICS.host, DEFAULT_METRICS.port) == ("::1", 9464)
+    ctl = one(bundle, "Deployment", "zonectl-controller")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in ctl["ports"]}
+    assert ports["metrics"] == config.operator.metrics_port and ports["health"] == config.operator.liveness_port
+
+
+def test_gateway_metrics_proxy_component(tmp_path: Path) -> None:
+    from zonectl.gateway.config import DEFAULT_METRICS
+
+    objects = overlay(tmp_path, MANIFESTS, "gateway-metrics-proxy")
+    ds = one(objects, "DaemonSet", "zonectl-gateway")
+    for obj in (ds, *[o for o in objects if o["metadata"]["name"].startswith("zonectl-metrics-")]):
+        kv.validate(obj, K8S_VERSION, strict=True)
+    pod = ds["spec"]["template"]["spec"]
+    gateway, proxy = pod["containers"]
+    args = dict(a.split("=", 1) for a in proxy["args"])
+    assert args["--secure-listen-address"] == f"[$(HOST_IP)]:{DEFAULT_METRICS.port}"  # the node's address only
+    assert proxy["env"] == [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]
+    assert args["--upstream"] == f"http://{DEFAULT_METRICS}/" and args["--allow-paths"] == "/metrics"
+    assert proxy["securityContext"]["runAsUser"] != 0 and proxy["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # the token reaches the proxy only: the gateway container (root, NET_ADMIN) still has no API credentials
+    assert pod["automountServiceAccountToken"] is False
+    (token,) = [v for v in pod["volumes"] if "projected" in v]
+    assert [m["name"] for m in proxy["volumeMounts"]] == [token["name"]]
+    assert token["name"] not in {m["name"] for m in gateway["volumeMounts"]}
+    binding = one(objects, "ClusterRoleBinding", "zonectl-metrics-proxy")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"],
+                                    "namespace": ds["metadata"]["namespace"]}]
+    assert one(objects, "ClusterRole", "zonectl-metrics-reader")["rules"] == [{"nonResourceURLs": ["/metrics"],
+                                                                              "verbs": ["get"]}]
 
 
 def test_webhooks_point_at_the_handlers_and_never_lock_out_the_system(bundle: list[dict]) -> None:

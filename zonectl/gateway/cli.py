@@ -48,8 +48,15 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         section["uplink"] = args.uplink
     if args.state_dir:
         section["stateDir"] = args.state_dir
-    if getattr(args, "metrics_listen", None):
-        section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
+    listen, any_address = getattr(args, "metrics_listen", None), getattr(args, "metrics_any_address", False)
+    metrics = section.get("metrics") or {}
+    if (listen or any_address) and isinstance(metrics, dict):  # not a mapping: the parser reports it
+        metrics = dict(metrics)
+        if listen:
+            metrics["listen"] = None if listen == "off" else listen
+        if any_address:
+            metrics["anyAddress"] = True
+        section["metrics"] = metrics
     gateway = parse_gateway(section)
     if args.inputs:
         from ..core.published import read_document  # the one loader (the OVN node agent uses it too)
@@ -200,7 +207,10 @@ def add_run_parser(sub: argparse._SubParsersAction, name: str = "run") -> argpar
                        epilog="example:\n  zonectl run gateway --config /etc/zonectl/zonectl.yaml --inputs /etc/zonectl/gateway.json")
     _common(p)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between input file checks (default 2)")
-    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="override gateway.metrics.listen ('off' disables)")
+    p.add_argument("--metrics-listen", metavar="[ADDRESS]:PORT",
+                   help="override gateway.metrics.listen (default [::1]:9464; 'off' disables)")
+    p.add_argument("--metrics-any-address", action="store_true",
+                   help="allow an unspecified address ([::]: every address, the uplink too) for the metrics")
     p.add_argument("--cleanup-on-exit", action="store_true", help="remove rules, routes, TUNs and NAT on exit")
     p.set_defaults(func=cmd_run)
     return p

@@ -17,7 +17,7 @@ Example (every key but ``uplink`` has a default)::
       destinations: []              # IPv4 networks pods must reach (checked against the well-known prefix)
       marks: {mask: 0x00ff0000}     # fwmark bits zonectl may use to route own-pool zones
       routing: {tableBase: 4200, rulePriority: 4200}
-      metrics: {listen: "[::]:9464"}
+      metrics: {listen: "[::1]:9464"}  # loopback; anyAddress: true to allow [::] (every address, the uplink too)
       restart: {initialDelay: 0.2, maxDelay: 30}
 
 Per-zone pools and egress addresses come from the SecurityZone objects (``spec.egress``); this
@@ -35,11 +35,13 @@ from typing import Any, Mapping
 from ..core import fields as f
 from ..core.errors import Collector
 from ..core.zones import ZoneRegistry, not_unicast
+from ..metrics_server import LOOPBACK, Listen, parse_listen
 from ..render.tayga import StaticMap, TaygaVersion
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 DEFAULT_POOL = IPv4Network("100.64.0.0/24")
 CGNAT = IPv4Network("100.64.0.0/10")
+DEFAULT_METRICS = Listen(LOOPBACK, 9464)
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,13 @@ class GatewayConfig:
     destinations: tuple[IPv4Network, ...] = ()
     marks: MarkSettings = field(default_factory=MarkSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
-    metrics_listen: str | None = "[::]:9464"
+    metrics_listen: Listen | None = DEFAULT_METRICS  # loopback: the DaemonSet runs on the host's network
     restart: RestartSettings = field(default_factory=RestartSettings)
 
 
 _KEYS = ("uplink", "stateDir", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart")
 PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*")
 BINARY_RE = re.compile(r"[A-Za-z0-9._/+-]+")
-LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]*)\]|(?P<v4>[0-9.]*)):(?P<port>[0-9]{1,5})")
 # Directories that hold the system, not a daemon's state: a gateway writing (and cleaning) its files there
 # could clobber what belongs to others. Subdirectories of the /var ones are fine (/var/lib/zonectl).
 SYSTEM_DIRS = frozenset({
@@ -121,29 +122,6 @@ def check_state_dir(value: Any, path: str, errs: Collector) -> str | None:
     if text in SYSTEM_DIRS or text.startswith(UNDER_SYSTEM):
         errs.add(path, f"{text!r} is a system directory; use a directory of the gateway's own, "
                        "e.g. /var/lib/zonectl/gateway")
-        return None
-    return text
-
-
-def check_listen(value: Any, path: str, errs: Collector) -> str | None:
-    """``HOST:PORT`` with an IP literal (IPv6 in brackets) or an empty host, and a port from 1 to 65535."""
-    text = f.string(value, path, errs, max_len=64, what="HOST:PORT")
-    m = LISTEN_RE.fullmatch(text) if text is not None else None
-    if text is not None and m is None:
-        errs.add(path, f"{f.short(text)} must be HOST:PORT, e.g. [::1]:9464 or 127.0.0.1:9464, or null to disable")
-        return None
-    if m is None:
-        return None
-    try:
-        if m["v6"] is not None:
-            IPv6Address(m["v6"])
-        elif m["v4"]:
-            IPv4Address(m["v4"])
-    except ValueError as exc:
-        errs.add(path, f"{text!r}: the host is not an IP address ({exc})")
-        return None
-    if not 1 <= int(m["port"]) <= 65535:
-        errs.add(path, f"{text!r}: port {int(m['port'])} is not from 1 to 65535")
         return None
     return text
 
@@ -250,10 +228,14 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     rule_priority = f.integer(rt.get("rulePriority", 4200), "gateway.routing.rulePriority", errs, 1, 32765)
     routing = RoutingSettings(table_base or 4200, rule_priority or 4200)
 
-    me = f.optional_mapping(body, "metrics", "gateway.metrics", errs, ("listen",))
-    listen = me.get("listen", "[::]:9464")
+    me = f.optional_mapping(body, "metrics", "gateway.metrics", errs)
+    meant = f.check_keys(me, ("listen", "anyAddress"), "gateway.metrics", errs) or set()
+    # a typo of anyAddress is already an error: not also "listens on every address"
+    any_address = "anyAddress" in meant or f.boolean(me.get("anyAddress", False), "gateway.metrics.anyAddress", errs)
+    listen = me.get("listen", str(DEFAULT_METRICS))
     if listen is not None:
-        listen = check_listen(listen, "gateway.metrics.listen", errs)
+        listen = parse_listen(listen, "gateway.metrics.listen", errs, any_address=bool(any_address),
+                              allow="gateway.metrics.anyAddress: true")
 
     rs = f.optional_mapping(body, "restart", "gateway.restart", errs, ("initialDelay", "maxDelay"))
     initial = f.number(rs.get("initialDelay", 0.2), "gateway.restart.initialDelay", errs, 0.001, 3600)

@@ -121,7 +121,7 @@ def serve(first: Inputs, load: Callable[[], Inputs], *, gateway: Gateway | None 
     try:
         apply(lambda: first)
         if first.gateway.metrics_listen:
-            server = MetricsServer(first.gateway.metrics_listen, gw.registry, gw.healthy).start()
+            server = MetricsServer(first.gateway.metrics_listen, gw.registry, {"/healthz": gw.healthy}).start()
             log.info("metrics on %s", first.gateway.metrics_listen)
         while not stop.is_set():
             woke = wake.wait(interval)

@@ -9,8 +9,9 @@
     verify.py      pod address vs zone label
     publish.py     publishing the rules document (zonectl.core.published) to a ConfigMap or a file
     handlers.py    the kopf handlers, in an admission and a controller registry
-    webhook.py     kopf's webhook server with timing and the pod fast path; offline admission
-    ops.py         /metrics and /readyz; metrics.py the Prometheus metrics
+    review.py      the AdmissionReview checks every webhook runs first (malformed: HTTP 400/404 or a denial)
+    webhook.py     kopf's webhook server with those checks, timing and the pod fast path; offline admission
+    ops.py         readiness, /metrics and /readyz (zonectl.metrics_server); metrics.py the Prometheus metrics
     run.py         start-up and the two kopf operators; cli.py ``zonectl operator``
 
 Nothing here connects or reads settings at import time. See docs/operator.md.

@@ -22,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_format, args.verbose)
     options = RunOptions(Path(args.config), kubeconfig=args.kubeconfig, ovn_remote=args.ovn_nb,
-                         log_format=args.log_format, verbose=args.verbose)
+                         log_format=args.log_format, verbose=args.verbose, metrics_address=args.metrics_address)
     return asyncio.run(run(options))
 
 
@@ -39,7 +39,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             "peering": {"name": op.peering_name, "priority": op.peering_priority},
             "webhook": {"addr": op.webhook.addr, "port": op.webhook.port, "certFile": op.webhook.cert_file,
                         "keyFile": op.webhook.key_file, "insecure": op.webhook.insecure},
-            "metricsPort": op.metrics_port, "livenessPort": op.liveness_port,
+            "metrics": {"address": op.metrics_address, "port": op.metrics_port, "anyAddress": op.metrics_any_address},
+            "livenessPort": op.liveness_port,
             "gateway": {"configMap": op.gateway_configmap, "file": op.gateway_file}, "namespace": op.namespace,
         },
         "ovn": {"mode": config.ovn_mode, **dict(config.ovn.section)},
@@ -56,6 +57,9 @@ def add_run_parser(sub: argparse._SubParsersAction, name: str = "run") -> argpar
     r.add_argument("--config", required=True, metavar="FILE", help="the zonectl config (the mounted ConfigMap)")
     r.add_argument("--kubeconfig", metavar="FILE", help="outside a cluster: this kubeconfig (default: in-cluster)")
     r.add_argument("--ovn-nb", metavar="REMOTE", help="override ovn.nb, e.g. tcp:[fd00::1]:6641")
+    r.add_argument("--metrics-address", metavar="ADDRESS",
+                   help="override operator.metrics.address (default ::1): where /metrics, /readyz and the liveness "
+                        "probe listen; the Deployment passes the pod's address")
     r.add_argument("--log-format", choices=("json", "text"), default="json", help="log format (default: json)")
     r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     r.set_defaults(func=cmd_run)

@@ -19,6 +19,7 @@ from ..core import fields
 from ..core.config import Config, parse_config
 from ..core.errors import Collector, Problem, ValidationError
 from ..core.zones import NAME_RE
+from ..metrics_server import LOOPBACK, check_address
 from ..ovn.config import OvnConfig, parse_ovn
 
 SpoofMode = Literal["replace", "deny"]
@@ -68,6 +69,8 @@ class OperatorSettings:
     status_seconds: float = 15.0
     peering_name: str = "zonectl"
     peering_priority: int = 0
+    metrics_address: str = LOOPBACK  # also kopf's liveness endpoint's; the Deployment passes the pod's address
+    metrics_any_address: bool = False
     metrics_port: int = 9090
     liveness_port: int = 8080
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
@@ -133,7 +136,7 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     if not isinstance(pname, str) or not NAME_RE.match(pname):
         errs.add("operator.peering.name", f"{pname!r} is not a DNS label")
     pprio = fields.integer(peering.get("priority", 0), "operator.peering.priority", errs, -(2**31), 2**31 - 1) or 0
-    metrics = errs.section(body, "metrics", "operator.metrics", {"port"})
+    metrics = errs.section(body, "metrics", "operator.metrics", {"address", "port", "anyAddress"})
     liveness = errs.section(body, "liveness", "operator.liveness", {"port"})
     wh = errs.section(body, "webhook", "operator.webhook", {"addr", "port", "certFile", "keyFile", "insecure"})
     for key in ("certFile", "keyFile"):
@@ -151,6 +154,9 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
     if gw.get("file") is not None:
         fields.string(gw["file"], "operator.gateway.file", errs, pattern=_PATH_RE, max_len=400, what="an absolute path")
     metrics_port = _port(metrics, "port", "operator.metrics.port", errs, 9090)
+    any_address = fields.boolean(metrics.get("anyAddress", False), "operator.metrics.anyAddress", errs)
+    metrics_address = check_address(metrics.get("address", LOOPBACK), "operator.metrics.address", errs,
+                                    any_address=bool(any_address), allow="operator.metrics.anyAddress: true")
     liveness_port = _port(liveness, "port", "operator.liveness.port", errs, 8080)
     webhook_port = _port(wh, "port", "operator.webhook.port", errs, 8443)
     errs.raise_if_any("config")
@@ -165,6 +171,8 @@ def parse_operator(body: Mapping[str, Any] | None) -> OperatorSettings:
         status_seconds=status,
         peering_name=pname,
         peering_priority=pprio,
+        metrics_address=str(metrics_address),
+        metrics_any_address=bool(any_address),
         metrics_port=metrics_port,
         liveness_port=liveness_port,
         webhook=WebhookSettings(

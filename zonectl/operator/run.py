@@ -21,13 +21,14 @@ from typing import Any
 
 import kopf
 
-from ..core.errors import ZonectlError
+from ..core.errors import Collector, ZonectlError
+from ..metrics_server import Listen, check_address
 from .backend import Backend, OvnBackend, PublishedBackend
-from .config import ControllerConfig, load_controller_config
+from .config import ControllerConfig, OperatorSettings, load_controller_config
 from .publish import ConfigMapPublisher, FilePublisher, Publisher
 from .handlers import POD_WEBHOOK, Controller, admission_registry, controller_registry
 from .metrics import Metrics
-from .ops import OpsServer, Readiness
+from .ops import Readiness, ops_server
 from .reconcile import PolicyReconciler, policy_key
 from .webhook import ZonectlWebhookServer, operator_settings
 from .zonestate import ZoneState
@@ -47,6 +48,7 @@ class RunOptions:
     ovn_remote: str | None = None  # overrides ovn.nb from the config
     log_format: str = "json"
     verbose: bool = False
+    metrics_address: str | None = None  # overrides operator.metrics.address
 
 
 def configure_logging(log_format: str = "json", verbose: bool = False) -> None:
@@ -100,6 +102,17 @@ def prime(state: ZoneState, core: Any, custom: Any) -> list[dict[str, Any]]:
     return policies
 
 
+def metrics_address(options: RunOptions, op: OperatorSettings) -> str:
+    """Where /metrics, /readyz and kopf's liveness probe listen: ``--metrics-address``, else the config's."""
+    if options.metrics_address is None:
+        return op.metrics_address
+    errs = Collector()
+    address = check_address(options.metrics_address, "--metrics-address", errs, any_address=op.metrics_any_address,
+                            allow="operator.metrics.anyAddress: true")
+    errs.raise_if_any("operator run")
+    return str(address)
+
+
 def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) -> ZonectlWebhookServer:
     wh = config.operator.webhook
     if not wh.insecure and not (wh.cert_file and wh.key_file):
@@ -151,6 +164,7 @@ async def run(options: RunOptions) -> int:
     """Run until SIGTERM/SIGINT. Returns the exit status. (Logging is set up by the caller: ``configure_logging``.)"""
     config = load_controller_config(options.config_path)
     op = config.operator
+    metrics_listen = Listen(metrics_address(options, op), op.metrics_port)
     metrics = Metrics()
     readiness = Readiness()
     state = ZoneState(config.core.layout)
@@ -169,8 +183,7 @@ async def run(options: RunOptions) -> int:
     for reg in (admission_reg, controller_reg):
         kopf.on.login(registry=reg)(kopf.login_via_client)
 
-    ops = OpsServer(metrics, readiness, port=op.metrics_port)
-    await ops.start()
+    ops = ops_server(metrics, readiness, metrics_listen).start()
     gc.collect()
     gc.freeze()  # start-up objects leave the collector's view: no long GC pauses on the webhook path
 
@@ -179,7 +192,7 @@ async def run(options: RunOptions) -> int:
     tasks = {
         asyncio.create_task(kopf.operator(
             registry=admission_reg, settings=admission_settings, clusterwide=True, standalone=True,
-            liveness_endpoint=f"http://[::]:{op.liveness_port}/healthz",
+            liveness_endpoint=f"http://{Listen(metrics_listen.host, op.liveness_port)}/healthz",
             stop_flag=stop, ready_flag=admission_ready), name="admission operator"),
         asyncio.create_task(kopf.operator(
             registry=controller_reg, settings=controller_settings, clusterwide=True,
@@ -201,5 +214,5 @@ async def run(options: RunOptions) -> int:
             stop.set_result(None)
         waiter.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await ops.stop()
+        ops.close()
         await asyncio.to_thread(backend.close)

@@ -38,7 +38,7 @@ from zonectl.core.errors import ValidationError, ZonectlError
 from zonectl.core.layout import Layout
 from zonectl.core.rules import Rule
 from zonectl.inputs import signature
-from zonectl.metrics_server import MetricsServer, registry_of
+from zonectl.metrics_server import Listen, MetricsServer, registry_of
 from zonectl.render.ovn_match import assign_priorities
 
 from .connection import NbClient, OvnError
@@ -246,14 +246,14 @@ def open_retrying(open_nb: Callable[[], Any], stop: threading.Event) -> Any:
         delay = min(delay * 2, 30.0)
 
 
-def serve(agent: Agent, stop: threading.Event, *, metrics_listen: str | None = None,
+def serve(agent: Agent, stop: threading.Event, *, metrics_listen: Listen | None = None,
           snat_guard: Any = None) -> int:
     """Run ``agent`` until ``stop`` is set, with its metrics server and an optional (started) SNAT guard;
     closes the agent's NB connection at the end."""
     server = None
     try:
         if metrics_listen:
-            server = MetricsServer(metrics_listen, agent.registry, agent.healthy).start()
+            server = MetricsServer(metrics_listen, agent.registry, {"/healthz": agent.healthy}).start()
             LOG.info("metrics on %s", metrics_listen)
         agent.run(stop)
     finally:

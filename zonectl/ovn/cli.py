@@ -21,6 +21,7 @@ from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, 
 from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn
 
 if TYPE_CHECKING:
+    from zonectl.metrics_server import Listen
     from zonectl.core.config import Config
     from zonectl.core.layout import Layout
     from zonectl.core.rules import RuleSet
@@ -164,11 +165,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from zonectl.ovn.resync import Resyncer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics = _run_flags(args)
     if args.inputs:
         if args.zones or args.files:
             raise UsageError("--inputs FILE and --zones/-f exclude each other: the published document already "
                              "holds the compiled rules")
-        return _run_agent(args)
+        return _run_agent(args, metrics)
     inputs = _load(args, need_policies=True)
     nb, settings = _open(args, inputs.config, inputs.ovn)
     guard = _snat_guard(args, inputs.ovn, nb, inputs.config.layout, inputs.registry)
@@ -185,7 +187,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_agent(args: argparse.Namespace) -> int:
+def _run_flags(args: argparse.Namespace) -> "Listen | None":
+    """``run``'s own flags, checked before anything starts (one line naming the flag, exit status 2)."""
+    from zonectl.core import fields
+    from zonectl.core.errors import Collector
+    from zonectl.metrics_server import parse_listen
+
+    errs = Collector()
+    for flag, value in (("--interval", args.interval), ("--poll", args.poll)):
+        if value is not None:
+            fields.number(value, flag, errs, 0.05, 86400)
+    listen = None
+    if args.metrics_listen not in (None, "off"):
+        if not args.inputs:
+            errs.add("--metrics-listen", "is served by the node agent only (with --inputs FILE)")
+        listen = parse_listen(args.metrics_listen, "--metrics-listen", errs, any_address=args.metrics_any_address,
+                              allow="--metrics-any-address")
+    errs.raise_if_any("ovn run")
+    return listen
+
+
+def _run_agent(args: argparse.Namespace, metrics: "Listen | None") -> int:
     """``zonectl ovn run --inputs FILE``: the node agent (zonectl/ovn/agent.py)."""
     from zonectl.ovn.agent import Agent, InputsFile, open_retrying, serve
 
@@ -206,8 +228,7 @@ def _run_agent(args: argparse.Namespace) -> int:
     except BaseException:
         nb.close()
         raise
-    listen = args.metrics_listen if args.metrics_listen != "off" else None
-    return serve(agent, stop, metrics_listen=listen, snat_guard=guard)
+    return serve(agent, stop, metrics_listen=metrics, snat_guard=guard)
 
 
 def _common(p: argparse.ArgumentParser, *, policies_required: bool) -> None:
@@ -280,7 +301,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "its rows change (drift repair) and every --interval seconds. An unreachable NB is retried.",
         epilog="example (what the zonectl-ovn-agent DaemonSet runs on every node):\n"
         "  zonectl ovn run --config /etc/zonectl/zonectl.yaml --nb unix:/var/run/ovn/ovnnb_db.sock \\\n"
-        "      --inputs /etc/zonectl/inputs/gateway.json --metrics-listen [::]:9465",
+        "      --inputs /etc/zonectl/inputs/gateway.json --metrics-listen '[$POD_IP]:9465'",
     )
     _common(p, policies_required=False)
     p.add_argument("--inputs", metavar="FILE",
@@ -289,8 +310,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--interval", type=float, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                    help="with --inputs: how often the file is checked for changes (default 2)")
-    p.add_argument("--metrics-listen", metavar="HOST:PORT",
-                   help="with --inputs: serve /metrics and /healthz here, e.g. [::]:9465 (default: off)")
+    p.add_argument("--metrics-listen", metavar="[ADDRESS]:PORT",
+                   help="with --inputs: serve /metrics and /healthz here, e.g. [::1]:9465 or the pod's address "
+                        "(default: off)")
+    p.add_argument("--metrics-any-address", action="store_true",
+                   help="allow an unspecified --metrics-listen address ([::]: every address of the host)")
     p.add_argument("--remove-snat", action="store_true", help="also remove hiding SNAT rows and keep them removed")
     p.set_defaults(func=cmd_run)
     return ovn
