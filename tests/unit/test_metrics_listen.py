@@ -97,6 +97,8 @@ def test_gateway_metrics_refusals(tmp_path: Path, capsys) -> None:
     ok = config_with(tmp_path, gateway={"uplink": "eth0", "metrics": {"listen": "[::]:9464", "anyAddress": True}})
     exit_2(capsys, [*run, "--config", ok], "none.json")
     exit_2(capsys, [*run, "--config", config, "--metrics-listen", "[::]:9464", "--metrics-any-address"], "none.json")
+    for interval in ("nan", "-1", "0"):  # would spin without a pause
+        exit_2(capsys, [*run, "--config", config, "--interval", interval], "--interval")
 
 
 def test_ovn_agent_metrics_refusals(tmp_path: Path, capsys) -> None:

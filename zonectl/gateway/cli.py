@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..core.errors import ValidationError
+from ..core import fields
+from ..core.errors import Collector, ValidationError
 from ..inputs import CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, signature
 from .daemon import Inputs
 
@@ -85,6 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    errs = Collector()
+    fields.number(args.interval, "--interval", errs, 0.05, 86400)  # NaN or <= 0 would spin without pause
+    errs.raise_if_any("gateway run")
     inputs = load_inputs(args)  # the first load must succeed: there is no previous state to keep
     last = input_signature(args)
 
