@@ -14,7 +14,7 @@ def _owned(lab) -> list[str]:
     return lab.sb.nbctl("--bare", "--columns=_uuid", "find", "ACL", OWNED).split()
 
 
-def _wait(pred, timeout: float = 10.0) -> bool:
+def _wait(pred, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
