@@ -63,7 +63,9 @@ def test_kept_policies_are_not_touched(desired) -> None:
     [
         ({"drift": "fix"}, "ovn.drift"),
         ({"snat": "delete"}, "ovn.snat"),
-        ({"priorityMin": "low"}, "must be integers"),
+        ({"priorityMin": "low"}, "ovn.priorityMin: .low. must be an integer"),
+        ({"priorityMin": 1.5}, "ovn.priorityMin: 1.5 must be an integer"),
+        ({"denyAction": "reject"}, "deletes every .reject. ACL"),
         ({"switches": "node1"}, "list of logical switch names"),
         ({"tier": 1, "allowAction": "pass"}, "needs an NB schema with ACL tiers"),
         ({"nbb": "x"}, "unknown field"),

@@ -94,9 +94,9 @@ class OvnBackend:
         from ..ovn.sync import SyncSettings
 
         ovn = ovn if isinstance(ovn, OvnConfig) else parse_ovn(ovn)
-        nb = connect(NbSettings.from_section(ovn.section, remote))
+        nb = connect(NbSettings.from_config(ovn, remote))
         try:
-            settings = SyncSettings.from_config(ovn, layout.cluster, nb.has_tier)
+            settings = SyncSettings.from_config(ovn, layout, nb.has_tier)
             return cls(nb, settings, ovn.drift)
         except BaseException:
             nb.close()
@@ -106,7 +106,7 @@ class OvnBackend:
         from ..ovn.state import owned_acls
         from ..render.ovn_match import POLICY_KEY
 
-        with self.nb.lock:
+        with self.nb.locked():
             owned = owned_acls(self.nb.api.tables, self.settings.acl.controller)
         return {k for k in (r.external_ids.get(POLICY_KEY) for r in owned) if k}
 

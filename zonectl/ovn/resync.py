@@ -17,7 +17,7 @@ from zonectl.core.errors import ZonectlError
 from zonectl.core.rules import Rule
 
 from .connection import NbClient
-from .sync import SyncMode, SyncReport, SyncSettings, sync
+from .sync import OutcomeUnknown, SyncMode, SyncReport, SyncSettings, sync
 from .watch import NbWatchLoop
 
 LOG = logging.getLogger(__name__)
@@ -59,8 +59,12 @@ class Resyncer(NbWatchLoop):
                 return None
             report = sync(self.nb, rules, self.settings, mode=self.mode, keep_policies=self.keep())
         except ZonectlError as exc:
+            repeated = str(exc) == self.last_error
             self.last_error = str(exc)
-            LOG.error("ovn sync failed, NB left as it was: %s", exc)
+            if isinstance(exc, OutcomeUnknown):  # sent, no answer: the next round plans on NB as it is then
+                LOG.warning("%s; the next round reads NB again and repairs", exc)
+            else:  # a refused plan (e.g. no node switch yet) is logged once, not on every NB change
+                LOG.log(logging.DEBUG if repeated else logging.ERROR, "ovn sync failed, NB left as it was: %s", exc)
             if self.on_error is not None:
                 self.on_error(self.last_error)
             return None
