@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv6Network
 from typing import Any, Collection, Iterable, Mapping
 
-from zonectl.core.errors import ValidationError
+from zonectl.core.errors import ValidationError, ZonectlError
 from zonectl.core.layout import Layout
 from zonectl.core.rules import Rule, RuleSet
 from zonectl.render.ovn_match import POLICY_KEY, AclSettings, RenderedAcl, assign_priorities
@@ -123,7 +123,9 @@ class _SyncCommandMixin:
         with self._lock:
             if self._abandoned:
                 raise OvnError("the caller gave up on this sync before it was sent: nothing written")
-            sent = writes and bool(self.api.idl._session.is_connected())  # type: ignore[attr-defined]
+            idl = self.api.idl  # type: ignore[attr-defined]
+            # The IDL sends only when connected and monitoring (else its commit says TRY_AGAIN, nothing sent).
+            sent = writes and bool(idl._session.is_connected()) and idl.state == idl.IDL_S_MONITORING
             self.attempts.append(Attempt(plan, len(desired), len(owned), [s.name for s in switches], sent))
         self.result = plan
         if writes:
@@ -213,14 +215,11 @@ def sync(
         else:
             with nb.locked():
                 cmd.run_idl(None)
-    except ValidationError:
-        cmd.abandon()
-        raise
-    except Exception as exc:  # ovsdbapp: TimeoutException, RuntimeError("OVSDB Error: ..."), ...
-        if cmd.abandon():
+    except Exception as exc:  # a refusal, or ovsdbapp's TimeoutException, RuntimeError("OVSDB Error: ..."), ...
+        if cmd.abandon():  # an earlier try was sent (then the connection broke): its fate is not known here
             plan = next(a.plan for a in cmd.attempts if a.sent)
             raise OutcomeUnknown(nb.settings.remote, brief(exc), plan.changes) from exc
-        if isinstance(exc, OvnError):
+        if isinstance(exc, ZonectlError):
             raise
         raise OvnError(f"OVN NB sync failed ({nb.settings.remote}), nothing was sent, NB unchanged: {brief(exc)}") from exc
     final = cmd.attempts[-1]
