@@ -70,6 +70,16 @@ class Cluster:
         batch(self.nbctl, cmds)
         return self
 
+    def recreate_switch(self, node: int | Node) -> None:
+        """Delete a node's switch (with its ports) and its cluster-router port, then create them again, as OVN-K does
+        when it rebuilds a node: the new switch row has a new UUID and references no ACL (its pods' ports are gone)."""
+        n = node if isinstance(node, Node) else self.nodes[node - 1]
+        batch(self.nbctl, [["--if-exists", "ls-del", n.switch], ["--if-exists", "lrp-del", n.router_port]], None)
+        cmds = [c for c in skeleton([n], join=False) if c[0] != "lr-add"]
+        cmds.append(["lsp-add", n.switch, n.mgmt_port, "--", "lsp-set-addresses", n.mgmt_port, f"{n.mgmt_mac} {n.mgmt_ip}"])
+        batch(self.nbctl, cmds, None)
+        self.pods = [p for p in self.pods if p.node != n]
+
     # ----- pods ----------------------------------------------------------------------------------
 
     def pod(self, node: int | Node, zone_id: int, offset: int, name: str | None = None) -> Pod:
