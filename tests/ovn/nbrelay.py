@@ -4,7 +4,7 @@ Why: "NB dies after the transaction was sent" needs that exact moment in a separ
 The relay copies bytes both ways and watches the client's stream for an OVSDB ``transact`` request; then
 it does what the test asked, to the real ovsdb-server, by the pid in its pidfile:
 
-* ``stop``: forward the request, then SIGSTOP the server (it hangs with the request in its socket);
+* ``stop``: SIGSTOP the server, then forward the request (it hangs with the request in its socket);
 * ``kill-before``: SIGKILL the server before the request reaches it (NB never sees it);
 * ``kill-after``: forward it, wait for the server's answer (NB has committed), SIGKILL the server and drop
   the answer.
@@ -86,10 +86,10 @@ class NbRelay:
                 return _close(client, server)
             if seen and self.action == "kill-after":
                 state["drop_answer"] = True
+            if seen and self.action == "stop":  # before forwarding: the server must not answer first
+                self._signal(signal.SIGSTOP)
             if not _send(server, data):
                 return _close(client, server)
-            if seen and self.action == "stop":
-                self._signal(signal.SIGSTOP)
 
     def _downstream(self, server: socket.socket, client: socket.socket, state: dict) -> None:
         while True:

@@ -86,7 +86,8 @@ def test_cli_hung_after_send_reads_nb_again_and_reports_the_commit(lab) -> None:
             assert relay.acted.wait(20), "no transaction reached the relay"
             assert proc.stderr is not None
             line = proc.stderr.readline()  # the CLI's own words, before it reads NB again
-            assert "outcome unknown" in line and "may or may not have applied it" in line and "reading NB again" in line
+            assert "outcome unknown" in line and "may or may not have applied it" in line and "reading NB again" in line, \
+                (line, proc.poll(), proc.communicate(timeout=30) if not line else "")
         finally:
             assert relay.pid is not None
             os.kill(relay.pid, signal.SIGCONT)
