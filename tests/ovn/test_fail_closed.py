@@ -164,6 +164,21 @@ def test_controller_backend_refuses_no_switch_and_the_last_rows_unless_allowed(l
             backend.close()
 
 
+def test_controller_drift_loop_puts_the_rows_back_on_a_recreated_node_switch(lab, example_config) -> None:
+    """Central mode: the controller's backend runs the NB drift loop; OVN-K deleting and re-creating node1's switch
+    (a new row, no ACL references) gets zonectl's rows back within seconds, not at the next policy resync."""
+    backend = OvnBackend.connect({"nb": lab.sb.nb_remote, "timeout": 5}, example_config.layout).watch(600)
+    try:
+        assert backend.sync(list(lab.rules), set()).applied
+        node2 = acls_of(lab.sb, "node2")
+        lab.cluster.recreate_switch(1)
+        wait_until(lambda: len(acls_of(lab.sb, "node1") & owned(lab.sb)) == len(lab.rules) + 3, 10,
+                   "zonectl's rows on the re-created node1")
+        assert acls_of(lab.sb, "node2") == node2  # the other node's switch: not written to
+    finally:
+        backend.close()
+
+
 def test_doctor_fails_on_zero_node_switches_and_says_why(lab, tmp_path: Path, capsys) -> None:
     config = config_file(tmp_path, layout={"cluster": "fd00:10:245::/48"})
     assert main(["doctor", "--nb", lab.sb.nb_remote, "--config", str(config), "--skip", "gateway,crds", "-o", "json"]) == 1

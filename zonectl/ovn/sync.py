@@ -54,10 +54,11 @@ class SyncSettings:
         """``cluster``: the layout (its cluster prefix selects the node switches, its zone field is checked against
         their pod subnets) or just the cluster prefix."""
         layout = cluster if isinstance(cluster, Layout) else None
+        prefix = layout.cluster if layout is not None else cluster
         acl = AclSettings(controller=ovn.controller, tier=ovn.tier if has_tier else None, allow_action=ovn.allow_action,
                           deny_action=ovn.deny_action, priority_min=ovn.priority_min, priority_max=ovn.priority_max)
         selector = SwitchSelector(
-            cluster=layout.cluster if layout is not None else cluster,  # type: ignore[arg-type]
+            cluster=prefix if isinstance(prefix, IPv6Network) else None,
             names=ovn.switches,
             node_port_prefix=ovn.node_port_prefix,
             names_must_exist=not ovn.interconnect,
