@@ -46,7 +46,10 @@ def brief(exc: BaseException, limit: int = 300) -> str:
     ovsdbapp's messages embed the whole command list of the transaction (tens of KB for a large
     sync); status conditions, Events and logs want the cause, which it puts after "cause:".
     """
-    text = str(exc) or type(exc).__name__
+    try:
+        text = str(exc) or type(exc).__name__
+    except Exception:  # ovsdbapp's TimeoutException() raised without arguments has no message to show
+        text = f"{type(exc).__name__} (no answer in time)"
     if "cause:" in text:
         text = f"{type(exc).__name__}: {text.rsplit('cause:', 1)[1].strip()}"
     elif len(text) > limit and text.startswith("Commands ["):
