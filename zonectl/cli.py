@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -341,7 +342,50 @@ def format_error(exc: BaseException) -> str:
     return f"zonectl: error: {exc}"
 
 
+class _QuietPipe:
+    """stdout whose reader may leave early (``zonectl ovn sync ... | head -1``): the rest of the output is
+    dropped and the command still finishes and exits with its own status; a write already made to NB is
+    not reported as a failed command with a broken-pipe traceback."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Point the descriptor at /dev/null, so that the interpreter's last flush at exit is quiet too."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real descriptor (captured output): nothing more to write to
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _QuietPipe(stdout)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args, extra = parser.parse_known_args(args_list)
@@ -355,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except (ZonectlError, OSError) as exc:
         print(format_error(exc), file=sys.stderr)
-        return EXIT_ERROR
+        return int(getattr(exc, "exit_status", EXIT_ERROR))  # e.g. 3: an OVN sync whose outcome is unknown
     except ImportError as exc:  # a layer imports its dependencies lazily, inside its command
         print(f"zonectl: error: zonectl {args.command} is not available: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

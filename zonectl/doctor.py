@@ -45,7 +45,7 @@ def check_ovn(config: Any, registry: Any, rules: Any, remote: str | None, timeou
 
     try:
         ovn = parse_ovn(config.section("ovn"))
-        settings = NbSettings.from_section(ovn.section, remote)
+        settings = NbSettings.from_config(ovn, remote)
     except ZonectlError as exc:
         return [Check("ovn connection", "fail", str(exc))]
     if not settings.remote:
@@ -57,16 +57,22 @@ def check_ovn(config: Any, registry: Any, rules: Any, remote: str | None, timeou
     except Exception as exc:  # any connection failure is this check's finding, not a crash
         return [Check("ovn connection", "fail", f"{settings.remote}: {exc}")]
     try:
-        sync_settings = SyncSettings.from_config(ovn, config.layout.cluster, nb.has_tier)
+        sync_settings = SyncSettings.from_config(ovn, config.layout, nb.has_tier)
         st = status(nb, sync_settings, config.layout, registry, rules.rules if rules is not None else None)
     finally:
         nb.close()
     out = [Check("ovn connection", "ok", f"{st.remote}, NB schema {st.schema_version}, "
                  f"ACL tiers {'yes' if st.has_tier else 'no (priorities used)'}, {len(st.switches)} node switches")]
+    if not st.switches:  # zonectl's rules would be enforced nowhere: say why no switch is a node switch
+        why = "; ".join(f"{n}: {r}" for n, r in list(st.not_selected.items())[:6]) or "this NB has no logical switch"
+        out.append(Check("ovn switches", "fail", f"no node switch selected, so no zone rule can be enforced ({why}); "
+                         "check layout.cluster and ovn.switches against OVN-K's switches (zonectl ovn status)"))
     owned = sum(st.rows_by_policy.values())
     out.append(Check("ovn owned ACLs", "ok" if owned or rules is None else "warn",
                      f"{owned} rule rows for {len(st.rows_by_policy)} policies, {st.exemptions} exemptions"))
-    if st.drift is None:
+    if st.refused is not None:
+        out.append(Check("ovn drift", "fail", f"a sync would be refused: {st.refused}"))
+    elif st.drift is None:
         out.append(Check("ovn drift", "skip", "pass --zones and -f POLICY to compare NB with the policies"))
     elif st.drift.in_sync:
         out.append(Check("ovn drift", "ok", "NB matches the policies"))
@@ -182,6 +188,9 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from .ovn.config import seconds_option
+
+    args.timeout = seconds_option(args.timeout, "--timeout", default=5.0)  # nan, inf, -1: exit 2 (bad input)
     checks = run_checks(args)
     if args.output == "json":
         print(json.dumps([asdict(c) for c in checks], indent=2))
@@ -208,7 +217,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--zones", action="append", help="SecurityZone objects (file or directory; repeatable)")
     p.add_argument("-f", "--files", action="append", help="SecurityZonePolicy objects, to check OVN for drift")
     p.add_argument("--nb", help="OVN NB remote (unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT); default: ovn.nb")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for OVN (default 5)")
+    p.add_argument("--timeout", help="seconds to wait for OVN, 0.1-3600 (default 5)")
     p.add_argument("--gateway", action="store_true", help="also check this host as the egress gateway")
     p.add_argument("--netns", help="run the gateway checks inside this network namespace")
     p.add_argument("--state-dir", help="the gateway's state dir (default: gateway.stateDir in the config)")

@@ -239,7 +239,7 @@ def test_config_map_is_a_valid_zonectl_config(bundle: list[dict]) -> None:
     body = yaml.safe_load(one(bundle, "ConfigMap", "zonectl-config")["data"]["zonectl.yaml"])
     config = parse_controller_config(body)
     assert config.operator.webhook.cert_file == "/etc/zonectl/tls/tls.crt"
-    assert config.operator.gateway_configmap == "zonectl-gateway-rules" and config.ovn["nb"].startswith("tcp:")
+    assert config.operator.gateway_configmap == "zonectl-gateway-rules" and config.ovn.nb.startswith("tcp:")
     parse_gateway(config.core.section("gateway"))
     inputs = json.loads(one(bundle, "ConfigMap", "zonectl-gateway-rules")["data"][published.DATA_KEY])
     registry, ruleset = published.load_document(inputs, config.core.layout)

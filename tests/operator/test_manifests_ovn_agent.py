@@ -130,5 +130,5 @@ def test_install_scripts_interconnect_config() -> None:
     shipped = parse_controller_config(yaml.safe_load(one(
         [d for d in yaml.safe_load_all((MANIFESTS / "config.yaml").read_text()) if d], "ConfigMap",
         "zonectl-config")["data"]["zonectl.yaml"]))
-    assert config.interconnect and "nb" not in config.ovn
+    assert config.interconnect and config.ovn.nb == ""
     assert config.operator == shipped.operator and config.core.layout == shipped.core.layout

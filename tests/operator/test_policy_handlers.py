@@ -366,3 +366,27 @@ def test_restart_resumes_without_reordering(env: Env, op_config) -> None:
     # the counter-check: without seeding, the first resumed policy is ranked alone and dmz's rows move
     restart([])
     assert {(r["uuid"], r["priority"], r["match"]) for r in acl_rows(env.nbctl)} != before
+
+
+def test_deleting_the_last_policy_keeps_its_rows_until_allow_empty(env: Env, op_config) -> None:
+    """Without ovn.allowEmpty the last policy's rows are not deleted (no zone rule at all is the most open state):
+    the finalizer stays (kopf retries) with a Warning Event saying why; with it, the deletion goes through."""
+    import kopf
+
+    from zonectl.operator.backend import OvnBackend
+
+    ps = create_all(env)
+    for name in ("dmz", "web"):
+        run(call(env.ctl.policy_deleted, ps[name]))
+    db_rows = env.acls("zonectl-system/db")
+    assert db_rows
+    with pytest.raises(kopf.TemporaryError, match="the rule set is empty"):
+        run(call(env.ctl.policy_deleted, ps["db"]))
+    assert env.acls("zonectl-system/db") == db_rows
+    allowing = OvnBackend.connect({"nb": env.sb.nb_remote, "timeout": 2, "allowEmpty": True}, op_config.core.layout)
+    try:
+        env.ctl.reconciler.backend = allowing
+        run(call(env.ctl.policy_deleted, ps["db"]))  # kopf's retry, once the operator opted in
+        assert env.acls("zonectl-system/db") == []
+    finally:
+        allowing.close()

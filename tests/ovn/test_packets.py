@@ -45,6 +45,6 @@ def test_zone_policies_with_real_tcp_and_icmp(packet_lab) -> None:
     print(f"\nflows on the chassis: {before} before zonectl, {after} after ({after - before} added, "
           f"{len(rules)} rules, 2 node switches)")
     # Removing everything restores the open network.
-    sync(nb, [], settings)
+    sync(nb, [], settings.allowing(empty=True))
     sb.wait_hv()
     assert pods["web"].tcp_connect(pods["dmz"].ip, 8080)

@@ -7,8 +7,11 @@ Each must end with exit status 2, nothing on stdout, exactly one line on stderr 
 path, and no traceback.
 
 To add a case, add a row to CASES: ``Case(id, target, edits, field)`` where ``edits`` sets (or, with
-DEL, removes) values at dotted paths of the target's base document. A new kind of input (published
-documents, node files, AdmissionReviews) adds a TARGETS entry: its base document and how to run it.
+DEL, removes) values at dotted paths of the target's base document (``argv``: extra command-line
+options). A new kind of input (published documents, node files, AdmissionReviews) adds a TARGETS entry:
+its base document and how to run it. A target with ``nb=True`` runs against a real OVN Northbound
+(ovsdb-server with an OVN-K-shaped topology and zonectl's rows in it, shared by the module) and
+asserts the whole NB byte-identical before and after (``harness.ovnk_cluster.nb_dump``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -96,6 +99,22 @@ operator:
   resyncSeconds: 300
   webhook: {addr: "::", port: 8443, insecure: false}
   metrics: {port: 9090}
+ovn:
+  timeout: 5
+  ssl: {key: /etc/zonectl/ovn/key.pem, cert: /etc/zonectl/ovn/cert.pem, ca: /etc/zonectl/ovn/ca.pem}
+  controller: zonectl
+  tier: 1
+  allowAction: allow-related
+  denyAction: drop
+  priorityMin: 1100
+  priorityMax: 1999
+  nodePortPrefix: k8s-
+  mode: central
+  drift: repair
+  snat: report
+  resyncSeconds: 60
+  maxSwitchDrop: 0
+  allowEmpty: false
 """)
 
 
@@ -104,10 +123,11 @@ class Target:
     """A kind of input: its base document and the command that reads it (argv from the written files)."""
 
     base: Callable[[], Any]
-    argv: Callable[[dict[str, Path]], list[str]]
+    argv: Callable[[dict[str, Any]], list[str]]
+    nb: bool = False  # against the module's real NB (files["nb"] is its remote): NB byte-identical afterwards
 
 
-def _compile(files: dict[str, Path]) -> list[str]:
+def _compile(files: dict[str, Any]) -> list[str]:
     return ["compile", "--config", str(files["config"]), "--zones", str(files["zones"]), "-f", str(files["policies"]),
             "--target", "ir"]
 
@@ -120,6 +140,10 @@ TARGETS: dict[str, Target] = {
     "gateway": Target(lambda: BASE_CONFIG, lambda f: ["gateway", "apply", "--dry-run", "--config", str(f["config"]),
                                                       "--zones", str(f["zones"]), "--policies", str(f["policies"])]),
     "operator": Target(lambda: BASE_CONFIG, lambda f: ["operator", "check-config", "--config", str(f["config"])]),
+    # `zonectl ovn sync` against a real NB that already holds the base policy's rows: the `ovn` section, the
+    # layout as NB sees it, and the command's options. Every refusal leaves NB byte-identical.
+    "ovn": Target(lambda: BASE_CONFIG, lambda f: ["ovn", "sync", "--nb", f["nb"], "--config", str(f["config"]),
+                                                  "--zones", str(f["zones"]), "-f", str(f["policies"])], nb=True),
 }
 DOCUMENT = {"policy": "policies", "zone": "zones"}  # the other targets change the config
 
@@ -130,6 +154,7 @@ class Case:
     target: str
     edits: tuple[tuple[str, Any], ...]
     field: str  # the field path the one-line message must name
+    argv: tuple[str, ...] = ()  # extra command-line options (the last of a repeated option wins)
 
 
 def P(id: str, path: str, value: Any, field: str | None = None, *more: tuple[str, Any]) -> Case:
@@ -142,6 +167,16 @@ def Z(id: str, path: str, value: Any, field: str | None = None, *more: tuple[str
 
 def C(id: str, target: str, path: str, value: Any, field: str | None = None, *more: tuple[str, Any]) -> Case:
     return Case(id, target, ((path, value), *more), field or path)
+
+
+def N(id: str, path: str, value: Any, field: str | None = None, *more: tuple[str, Any]) -> Case:
+    """A case of the `ovn` section, refused by `zonectl ovn sync` (NB untouched) and `operator check-config`."""
+    return Case(id, "ovn", ((path, value), *more), field or path)
+
+
+def OPT(id: str, *argv: str, field: str) -> Case:
+    """A bad option of `zonectl ovn sync` (the config is the valid base)."""
+    return Case(id, "ovn", (), field, argv)
 
 
 def _keys(path: str) -> list[Any]:
@@ -432,6 +467,83 @@ CASES: list[Case] = [
     C("operator resyncSeconds NaN", "operator", "operator.resyncSeconds", float("nan")),
     C("operator labelKey newline", "operator", "operator.labelKey", "zone\n"),
     C("operator section a list", "operator", "operator", ["x"]),
+    # --- config: ovn (zonectl ovn sync against a real NB; also operator check-config) ------------------------
+    N("ovn section a list", "ovn", ["nb"]),
+    N("ovn typo", "ovn.timout", 5, "ovn: unknown field(s) timout (did you mean timeout?)", ("ovn.timeout", DEL)),
+    N("ovn timeout a string", "ovn.timeout", "abc"),
+    N("ovn timeout NaN", "ovn.timeout", float("nan")),
+    N("ovn timeout infinite", "ovn.timeout", float("inf")),
+    N("ovn timeout negative", "ovn.timeout", -1),
+    N("ovn timeout 0", "ovn.timeout", 0),
+    N("ovn timeout true", "ovn.timeout", True),
+    N("ovn timeout a year", "ovn.timeout", 3.2e7),
+    N("ovn nb not a remote", "ovn.nb", "http://nb.example:6641"),
+    N("ovn nb without port", "ovn.nb", "tcp:127.0.0.1"),
+    N("ovn nb port 99999", "ovn.nb", "tcp:127.0.0.1:99999"),
+    N("ovn nb IPv6 without brackets", "ovn.nb", "tcp:fd00::1:6641"),
+    N("ovn nb unix without path", "ovn.nb", "unix:"),
+    N("ovn nb newline", "ovn.nb", "tcp:127.0.0.1:6641\n"),
+    N("ovn nb empty in a list", "ovn.nb", "tcp:127.0.0.1:6641,,tcp:127.0.0.2:6641"),
+    N("ovn nb a number", "ovn.nb", 6641),
+    N("ovn nb a list", "ovn.nb", ["tcp:127.0.0.1:6641"]),
+    N("ovn ssl a string", "ovn.ssl", "/etc/zonectl/ovn"),
+    N("ovn ssl typo", "ovn.ssl.certfile", "/x.pem", "ovn.ssl"),
+    N("ovn ssl key a number", "ovn.ssl.key", 1),
+    N("ovn ssl key newline", "ovn.ssl.key", "/k.pem\n"),
+    N("ovn controller space", "ovn.controller", "zone ctl"),
+    N("ovn controller empty", "ovn.controller", ""),
+    N("ovn tier 4", "ovn.tier", 4),
+    N("ovn tier a string", "ovn.tier", "1"),
+    N("ovn tier a float", "ovn.tier", 1.0),
+    N("ovn tier null", "ovn.tier", None),
+    N("ovn allowAction Allow", "ovn.allowAction", "Allow"),
+    N("ovn allowAction drop", "ovn.allowAction", "drop"),
+    N("ovn denyAction reject", "ovn.denyAction", "reject"),
+    N("ovn denyAction deny", "ovn.denyAction", "deny"),
+    N("ovn priorityMin a float", "ovn.priorityMin", 1.5),
+    N("ovn priorityMin a string", "ovn.priorityMin", "1100"),
+    N("ovn priorityMin negative", "ovn.priorityMin", -1),
+    N("ovn priorityMax too high", "ovn.priorityMax", 40000),
+    N("ovn priorityMax NaN", "ovn.priorityMax", float("nan")),
+    N("ovn priority band upside down", "ovn.priorityMin", 2500, "ovn.priorityMin"),
+    N("ovn switches empty", "ovn.switches", []),
+    N("ovn switches a string", "ovn.switches", "node1"),
+    N("ovn switches a number", "ovn.switches", [1], "ovn.switches[0]"),
+    N("ovn switches twice", "ovn.switches", ["node1", "node1"]),
+    N("ovn switches space", "ovn.switches", ["node 1"], "ovn.switches[0]"),
+    N("ovn nodePortPrefix space", "ovn.nodePortPrefix", "k8s -"),
+    N("ovn nodePortPrefix a number", "ovn.nodePortPrefix", 8),
+    N("ovn mode Central", "ovn.mode", "Central"),
+    N("ovn drift fix", "ovn.drift", "fix"),
+    N("ovn snat delete", "ovn.snat", "delete"),
+    N("ovn resyncSeconds 0", "ovn.resyncSeconds", 0),
+    N("ovn resyncSeconds NaN", "ovn.resyncSeconds", float("nan")),
+    N("ovn maxSwitchDrop above 1", "ovn.maxSwitchDrop", 1.5),
+    N("ovn maxSwitchDrop negative", "ovn.maxSwitchDrop", -0.1),
+    N("ovn maxSwitchDrop a string", "ovn.maxSwitchDrop", "0.5"),
+    N("ovn allowEmpty a string", "ovn.allowEmpty", "true"),
+    N("ovn allowEmpty a number", "ovn.allowEmpty", 1),
+    # --- ovn: inputs that match nothing in NB (refused by the sync itself, NB untouched) -------------------
+    *(NB_LEVEL := [Case("another cluster's prefix", "ovn", (("layout.cluster", "fd00:10:245::/48"),), "layout.cluster"),
+    Case("a datacenter that is not this cluster's", "ovn", (("layout.cluster", "fd00:20:244::/48"),
+                                                            ("layout.datacenter", "fd00:20:200::/40")), "layout.cluster"),
+    Case("switches naming one NB lacks", "ovn", (("ovn.switches", ["node1", "node9"]),), "ovn.switches"),
+    Case("switches naming join", "ovn", (("ovn.switches", ["node1", "join"]),), "ovn.switches"),
+    Case("switches naming fewer than carry the rows", "ovn", (("ovn.switches", ["node1"]),), "--allow-switch-drop"),
+    Case("zone field inside the node subnets", "ovn", (("layout.nodePrefixLength", 56), ("layout.zoneField.offset", 56)),
+         "layout.zoneField")]),
+    # --- ovn sync options ----------------------------------------------------------------------------------
+    OPT("--timeout nan", "--timeout", "nan", field="--timeout"),
+    OPT("--timeout inf", "--timeout", "inf", field="--timeout"),
+    OPT("--timeout -1", "--timeout", "-1", field="--timeout"),
+    OPT("--timeout 0", "--timeout", "0", field="--timeout"),
+    OPT("--timeout abc", "--timeout", "abc", field="--timeout"),
+    OPT("--nb http", "--nb", "http://nb.example:6641", field="--nb"),
+    OPT("--nb without port", "--nb", "tcp:127.0.0.1", field="--nb"),
+    OPT("--nb bracket", "--nb", "tcp:[::1:6641", field="--nb"),
+    OPT("--nb unix without path", "--nb", "unix:", field="--nb"),
+    OPT("--nb newline", "--nb", "unix:/run/nb.sock\nx", field="--nb"),
+    OPT("--nb empty", "--nb", " , ", field="--nb"),
 ] + [
     renamed("policy", p, p.rsplit(".", 1)[1] + "s" if not p.endswith("s") else p.rsplit(".", 1)[1][:-1]) for p in (
         "spec.priority", "spec.ingress", "spec.egress", "spec.zones", f"{I0}.from", f"{I0}.ports", f"{E0}.to",
@@ -453,11 +565,11 @@ def apply(doc: Any, edits: tuple[tuple[str, Any], ...]) -> Any:
     return doc
 
 
-def write(tmp: Path, target: str, doc: Any) -> dict[str, Path]:
+def write(tmp: Path, target: str, doc: Any) -> dict[str, Any]:
     docs = {"policies": [BASE_POLICY], "zones": BASE_ZONES, "config": BASE_CONFIG}
     docs[DOCUMENT.get(target, "config")] = doc if isinstance(doc, list) and target == "zone" else \
         ([doc] if target == "policy" else doc)
-    files = {}
+    files: dict[str, Any] = {}
     for name, content in docs.items():
         path = tmp / f"{name}.yaml"
         if name == "config":
@@ -468,26 +580,76 @@ def write(tmp: Path, target: str, doc: Any) -> dict[str, Path]:
     return files
 
 
-def run(capsys, tmp: Path, target: str, doc: Any) -> tuple[int, str, str]:
-    code = cli.main(TARGETS[target].argv(write(tmp, target, doc)))
+def run(capsys, tmp: Path, target: str, doc: Any, nb: Any = None, argv: tuple[str, ...] = ()) -> tuple[int, str, str]:
+    files = write(tmp, target, doc)
+    if nb is not None:
+        files["nb"] = nb.nb_remote
+    capsys.readouterr()  # what a fixture printed before
+    code = cli.main([*TARGETS[target].argv(files), *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
 
+@pytest.fixture(scope="module")
+def bad_inputs_nb(tmp_path_factory) -> Iterator[Any]:
+    """A real NB (ovsdb-server + northd) shaped like OVN-K's (two node switches, join, gateway routers, pods,
+    OVN-K's own ACLs, port groups and address sets), holding the base policy's rows, synced by the base command."""
+    import shutil
+
+    from zonectl.harness.ovnk_cluster import Cluster
+    from zonectl.harness.sandbox import OvnSandbox
+
+    missing = [b for b in ("ovsdb-server", "ovsdb-client", "ovn-northd", "ovn-nbctl") if shutil.which(b) is None]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"the ovn target needs root and {', '.join(missing) or 'OVN'} (apt-get install ovn-central)")
+    from zonectl.core.config import parse_config
+
+    with OvnSandbox(state_dir=tmp_path_factory.mktemp("nb") / "ovn") as sb:
+        cluster = Cluster(sb.nbctl, parse_config(BASE_CONFIG).layout, node_count=2).build()
+        cluster.add_pods([cluster.pod(1, 0x2000, 5), cluster.pod(2, 0x2100, 6)], per_pod_snat=True)
+        cluster.add_ovnk_rows()
+        files = write(tmp_path_factory.mktemp("base"), "ovn", BASE_CONFIG)
+        files["nb"] = sb.nb_remote
+        assert cli.main(TARGETS["ovn"].argv(files)) == 0
+        yield sb
+
+
+def _nb(request, target: str) -> Any:
+    return request.getfixturevalue("bad_inputs_nb") if TARGETS[target].nb else None
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.target}: {c.id}")
-def test_bad_input_is_one_line_naming_the_field(capsys, tmp_path: Path, case: Case) -> None:
-    code, out, err = run(capsys, tmp_path, case.target, apply(TARGETS[case.target].base(), case.edits))
+def test_bad_input_is_one_line_naming_the_field(capsys, tmp_path: Path, request, case: Case) -> None:
+    from zonectl.harness.ovnk_cluster import nb_dump
+
+    nb = _nb(request, case.target)
+    before = nb_dump(nb) if nb is not None else None
+    code, out, err = run(capsys, tmp_path, case.target, apply(TARGETS[case.target].base(), case.edits), nb, case.argv)
     assert "Traceback" not in err
     assert (code, out) == (2, ""), err
     assert err.count("\n") == 1 and err.startswith("zonectl: error: "), err
     assert case.field in err, err
+    if nb is not None:
+        assert nb_dump(nb) == before, "a refused input changed NB"
 
 
-@pytest.mark.parametrize("target", ["policy", "zone", "config", "dns", "operator"])
-def test_the_base_documents_are_accepted(capsys, tmp_path: Path, target: str) -> None:
-    """Every case is one change away from a document the same command accepts."""
-    code, out, err = run(capsys, tmp_path, target, TARGETS[target].base())
+OVN_SECTION = [c for c in CASES if c.target == "ovn" and not c.argv and c not in NB_LEVEL]
+
+
+@pytest.mark.parametrize("case", OVN_SECTION, ids=lambda c: c.id)
+def test_check_config_refuses_the_ovn_section_as_the_daemons_do(capsys, tmp_path: Path, case: Case) -> None:
+    """`operator check-config` parses the `ovn` section with the one parser the CLI, controller and agents use."""
+    code, out, err = run(capsys, tmp_path, "operator", apply(BASE_CONFIG, case.edits))
+    assert (code, out) == (2, "") and err.count("\n") == 1 and case.field in err, err
+
+
+@pytest.mark.parametrize("target", ["policy", "zone", "config", "dns", "operator", "ovn"])
+def test_the_base_documents_are_accepted(capsys, tmp_path: Path, request, target: str) -> None:
+    """Every case is one change away from a document the same command accepts (the ovn target: in sync already)."""
+    code, out, err = run(capsys, tmp_path, target, TARGETS[target].base(), _nb(request, target))
     assert (code, err) == (0, "") and out
+    if target == "ovn":
+        assert "nothing to do" in out
 
 
 def test_the_base_gateway_section_is_accepted() -> None:
@@ -499,7 +661,7 @@ def test_the_base_gateway_section_is_accepted() -> None:
 
 
 def test_enough_cases_and_unique_ids() -> None:
-    assert len(CASES) >= 150
+    assert len(CASES) >= 300
     assert len({(c.target, c.id) for c in CASES}) == len(CASES)
 
 

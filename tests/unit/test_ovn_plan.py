@@ -63,7 +63,9 @@ def test_kept_policies_are_not_touched(desired) -> None:
     [
         ({"drift": "fix"}, "ovn.drift"),
         ({"snat": "delete"}, "ovn.snat"),
-        ({"priorityMin": "low"}, "must be integers"),
+        ({"priorityMin": "low"}, "ovn.priorityMin: .low. must be an integer"),
+        ({"priorityMin": 1.5}, "ovn.priorityMin: 1.5 must be an integer"),
+        ({"denyAction": "reject"}, "deletes every .reject. ACL"),
         ({"switches": "node1"}, "list of logical switch names"),
         ({"tier": 1, "allowAction": "pass"}, "needs an NB schema with ACL tiers"),
         ({"nbb": "x"}, "unknown field"),
@@ -95,3 +97,15 @@ def test_settings_tier_only_when_schema_has_it() -> None:
 )
 def test_hidden_zones(net, zones, example_zones, example_config) -> None:
     assert hidden_zones(IPv6Network(net), example_config.layout, example_zones) == zones
+
+
+def test_brief_survives_an_exception_whose_str_fails() -> None:
+    """ovsdbapp's wait_for_change raises TimeoutException() without arguments; its str() raises AttributeError.
+    The reason zonectl reports (e.g. in "outcome unknown (...)") must still be a sentence, not a crash."""
+    from ovsdbapp.exceptions import TimeoutException
+
+    from zonectl.ovn.connection import brief
+
+    with pytest.raises(AttributeError):
+        str(TimeoutException())
+    assert brief(TimeoutException()) == "TimeoutException (no answer in time)"

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from zonectl.core.layout import Layout
 
 from .ovnk import JOIN_SWITCH, MAC_GR_JOIN, NbCtl, Node, batch, mac, nodes, q, router_link, skeleton
+
+if TYPE_CHECKING:
+    from .sandbox import OvnSandbox
 
 OVNK_CONTROLLER = "default-network-controller"
 
@@ -54,7 +57,6 @@ class Cluster:
         cmds = skeleton(self.nodes, join=gateways)
         for node in self.nodes:
             sw = node.switch
-            cmds.append(["set", "Logical_Switch", sw, "external_ids:network=default"])
             cmds.append(["lsp-add", sw, node.mgmt_port, "--", "lsp-set-addresses", node.mgmt_port,
                          f"{node.mgmt_mac} {node.mgmt_ip}"])
             if gateways:
@@ -67,6 +69,16 @@ class Cluster:
                     cmds.append(["lr-nat-add", gr, "snat", f"2001:db8:ff::{node.index:x}", str(self.layout.cluster)])
         batch(self.nbctl, cmds)
         return self
+
+    def recreate_switch(self, node: int | Node) -> None:
+        """Delete a node's switch (with its ports) and its cluster-router port, then create them again, as OVN-K does
+        when it rebuilds a node: the new switch row has a new UUID and references no ACL (its pods' ports are gone)."""
+        n = node if isinstance(node, Node) else self.nodes[node - 1]
+        batch(self.nbctl, [["--if-exists", "ls-del", n.switch], ["--if-exists", "lrp-del", n.router_port]], None)
+        cmds = [c for c in skeleton([n], join=False) if c[0] != "lr-add"]
+        cmds.append(["lsp-add", n.switch, n.mgmt_port, "--", "lsp-set-addresses", n.mgmt_port, f"{n.mgmt_mac} {n.mgmt_ip}"])
+        batch(self.nbctl, cmds, None)
+        self.pods = [p for p in self.pods if p.node != n]
 
     # ----- pods ----------------------------------------------------------------------------------
 
@@ -142,6 +154,40 @@ class Cluster:
             batch(self.nbctl, (["add", "Port_Group", pg, "ports", u] for u in uuids), 400)
 
 
+    def add_other_switches(self, *, tempting: bool = False) -> dict[str, str]:
+        """The switches a current OVN-K creates besides default-network node switches (go-controller/pkg/types/
+        const.go: ``transit_switch``, ``ext_<node>``, a user-defined network's ``<network>_<node>`` and
+        ``<network>_ovn_layer2_switch``), and a pod of a namespace named ``k8s-evil`` (its port ``k8s-evil_intruder``
+        starts like a management port). ``tempting``: give each switch an ipv6_prefix inside the cluster prefix, as
+        if it were a node switch, so that only its name or keys can keep it out. Returns switch -> kind."""
+        node = self.nodes[0]
+        base = int(self.layout.cluster.network_address)
+        step = 1 << (128 - self.layout.node_prefix_len)
+        switches = {
+            "transit_switch": ["other_config:interconn-ts=transit_switch", "other_config:requested-tnl-key=16711683",
+                               "other_config:mcast_snoop=true"],
+            f"ext_{node.name}": [],
+            f"tenant.blue_{node.name}": ["external_ids:k8s.ovn.org/network=tenant-blue",
+                                         "external_ids:k8s.ovn.org/role=primary", "external_ids:k8s.ovn.org/topology=layer3"],
+            "tenant.green_ovn_layer2_switch": ["external_ids:k8s.ovn.org/network=tenant-green",
+                                               "external_ids:k8s.ovn.org/role=secondary",
+                                               "external_ids:k8s.ovn.org/topology=layer2"],
+        }
+        cmds: list[list[str]] = []
+        for i, (name, settings) in enumerate(switches.items()):
+            if tempting:
+                settings = [*settings, f"other_config:ipv6_prefix={IPv6Address(base + (0xF0 + i) * step)}"]
+            cmds.append(["ls-add", name, *(["--", "set", "Logical_Switch", name, *settings] if settings else [])])
+        cmds.append(["lsp-add", f"ext_{node.name}", f"breth0_{node.name}", "--", "lsp-set-type", f"breth0_{node.name}",
+                     "localnet", "--", "lsp-set-addresses", f"breth0_{node.name}", "unknown", "--", "lsp-set-options",
+                     f"breth0_{node.name}", "network_name=physnet"])
+        batch(self.nbctl, cmds)
+        self.add_pods([self.pod(node, 0, 0xEE, "k8s-evil_intruder")])
+        return {"transit_switch": "transit", f"ext_{node.name}": "external",
+                f"tenant.blue_{node.name}": "user-defined network (layer3)",
+                "tenant.green_ovn_layer2_switch": "user-defined network (layer2)"}
+
+
 # ----- snapshots of rows zonectl must not touch -------------------------------------------------
 
 FOREIGN_TABLES = ("ACL", "Port_Group", "Address_Set", "NAT", "Logical_Router", "Logical_Switch_Port",
@@ -179,3 +225,9 @@ def foreign_snapshot(nbctl: NbCtl, controller: str = "zonectl") -> dict[str, lis
             out.append(json.dumps(row, sort_keys=True))
         snap[table] = sorted(out)
     return snap
+
+
+def nb_dump(sandbox: "OvnSandbox") -> str:
+    """The whole NB as ``ovsdb-client dump`` prints it: byte-identical before and after anything that must write
+    nothing (a refused input, a refused sync), and stable while nobody writes."""
+    return sandbox.run(["ovsdb-client", "dump", "--format=json", sandbox.nb_remote, "OVN_Northbound"])

@@ -7,6 +7,7 @@ kopf layer independent of ovsdbapp (imported only when an OvnBackend is built).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Protocol, Sequence
 
@@ -17,6 +18,7 @@ from ..ovn.config import DRIFT_MODES, DriftMode, OvnConfig, parse_ovn
 
 if TYPE_CHECKING:
     from ..ovn.connection import NbClient
+    from ..ovn.resync import Resyncer
     from ..ovn.sync import SyncReport, SyncSettings
 
 PUBLISH = "publish"  # the mode of PublishedBackend's reports: nothing written here, the node agents sync
@@ -74,7 +76,12 @@ def _report(r: "SyncReport") -> BackendReport:
 
 
 class OvnBackend:
-    """OVN Northbound through zonectl.ovn: one transaction per sync, rows owned via external_ids."""
+    """OVN Northbound through zonectl.ovn: one transaction per sync, rows owned via external_ids.
+
+    ``watch()`` adds the NB drift loop (``ovn.resync.Resyncer``, as the node agents run it): the last full sync is
+    replayed within a second of any NB change, so a row deleted behind zonectl's back, or a node switch OVN-K
+    deleted and re-created, gets its rows back without waiting for the policies' resync timer. One sync at a
+    time (a lock shared with the loop), so the loop never replays an older set after a newer one."""
 
     def __init__(self, nb: "NbClient", settings: "SyncSettings", mode: DriftMode = "repair") -> None:
         if mode not in DRIFT_MODES:
@@ -82,6 +89,18 @@ class OvnBackend:
         self.nb = nb
         self.settings = settings
         self.mode: DriftMode = mode
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[Rule, ...], frozenset[str]] | None = None  # the last full sync that went through
+        self.loop: "Resyncer | None" = None
+
+    def watch(self, interval: float) -> "OvnBackend":
+        """Start the drift loop (nothing is replayed before the first full sync); ``close()`` stops it."""
+        from ..ovn.resync import Resyncer
+
+        self.loop = Resyncer(self.nb, lambda: self._last[0] if self._last else None, self.settings, mode=self.mode,
+                             interval=interval, keep=lambda: self._last[1] if self._last else frozenset(),
+                             lock=self._lock).start()
+        return self
 
     @property
     def drift(self) -> DriftMode:
@@ -94,9 +113,9 @@ class OvnBackend:
         from ..ovn.sync import SyncSettings
 
         ovn = ovn if isinstance(ovn, OvnConfig) else parse_ovn(ovn)
-        nb = connect(NbSettings.from_section(ovn.section, remote))
+        nb = connect(NbSettings.from_config(ovn, remote))
         try:
-            settings = SyncSettings.from_config(ovn, layout.cluster, nb.has_tier)
+            settings = SyncSettings.from_config(ovn, layout, nb.has_tier)
             return cls(nb, settings, ovn.drift)
         except BaseException:
             nb.close()
@@ -106,21 +125,31 @@ class OvnBackend:
         from ..ovn.state import owned_acls
         from ..render.ovn_match import POLICY_KEY
 
-        with self.nb.lock:
+        with self.nb.locked():
             owned = owned_acls(self.nb.api.tables, self.settings.acl.controller)
         return {k for k in (r.external_ids.get(POLICY_KEY) for r in owned) if k}
 
     def sync(self, rules: Sequence[Rule], keep: Collection[str]) -> BackendReport:
         from ..ovn.sync import sync
 
-        return _report(sync(self.nb, list(rules), self.settings, mode=self.mode, keep_policies=keep))
+        with self._lock:
+            report = _report(sync(self.nb, list(rules), self.settings, mode=self.mode, keep_policies=keep))
+            self._last = (tuple(rules), frozenset(keep))
+            return report
 
     def remove(self, policy: str) -> BackendReport:
         from ..ovn.sync import remove_policy
 
-        return _report(remove_policy(self.nb, policy, self.settings, mode=self.mode))
+        with self._lock:
+            report = _report(remove_policy(self.nb, policy, self.settings, mode=self.mode))
+            if self._last is not None:
+                rules, keep = self._last
+                self._last = (tuple(r for r in rules if r.policy != policy), keep - {policy})
+            return report
 
     def close(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
         self.nb.close()
 
 

@@ -43,7 +43,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             "livenessPort": op.liveness_port,
             "gateway": {"configMap": op.gateway_configmap, "file": op.gateway_file}, "namespace": op.namespace,
         },
-        "ovn": {"mode": config.ovn_mode, **dict(config.ovn.section)},
+        "ovn": config.ovn.as_dict(),
     }, indent=2))
     return 0
 

@@ -155,7 +155,7 @@ def connect_backend(config: ControllerConfig, remote: str | None) -> Backend:
                            "unix:/var/run/ovn/ovnnb_db.sock (with OVN-K interconnect, one NB per node: set "
                            "ovn.mode: interconnect and run the zonectl-ovn-agent DaemonSet)")
     try:
-        return OvnBackend.connect(ovn, config.core.layout, remote)
+        return OvnBackend.connect(ovn, config.core.layout, remote).watch(ovn.resync_seconds)
     except ZonectlError as exc:
         raise StartupError(f"cannot use the OVN Northbound database: {exc}") from None
 

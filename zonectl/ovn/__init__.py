@@ -4,8 +4,11 @@ Public surface (import the modules; nothing here imports ovsdbapp at package imp
 
 * ``connection.connect(remote, timeout=...) -> NbClient`` / ``NbSettings`` (unix, tcp, ssl remotes)
 * ``sync.SyncSettings.build(ovn_section, cluster_prefix, nb.has_tier)``
-* ``sync.sync(nb, rules, settings, mode="repair"|"log"|"off", keep_policies=()) -> SyncReport``
+* ``sync.sync(nb, rules, settings, mode="repair"|"log"|"off", keep_policies=()) -> SyncReport``;
+  ``sync.OutcomeUnknown`` when the transaction was sent and no answer came (``plan``: the set difference)
 * ``sync.remove_policy(nb, "namespace/name", settings) -> SyncReport``
+* ``guards``: the refusals that keep a sync from removing enforcement when its inputs match nothing (no node
+  switch, a switch drop, an empty rule set); ``state.SwitchSelector``: which switches are node switches
 * ``status.status(nb, settings, layout, zones=None, rules=None) -> OvnStatus``
 * ``snat.find_hiding_nats(...)``, ``snat.remove_nats(...)``, ``snat.SnatGuard`` (opt-in removal)
 * ``config.parse_ovn(section) -> OvnConfig``: the ``ovn`` config section, parsed once for every user;

@@ -43,6 +43,7 @@ from zonectl.render.ovn_match import assign_priorities
 
 from .connection import NbClient, OvnError
 from .resync import Resyncer
+from .state import owned_acls
 from .sync import SyncMode, SyncReport, SyncSettings
 
 LOG = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Agent:
             inputs = self.source.load()
             # Fail before it is in force if the rules cannot be placed (the priority band is too small).
             assign_priorities(list(inputs.rules), self.settings.acl)
+            self._refuse_emptying(inputs)
         except (ZonectlError, OSError) as exc:
             self.stats.loads_refused += 1
             self.stats.inputs_ok = False
@@ -144,6 +146,18 @@ class Agent:
         LOG.info("inputs %s accepted: %d rules, %d kept policies", inputs.digest, len(inputs.rules), len(inputs.keep))
         self.current = inputs
         return True
+
+    def _refuse_emptying(self, inputs: AgentInputs) -> None:
+        """A document with no rule and no kept policy deletes every row zonectl owns in this NB: the most open
+        state there is. Only with ``ovn.allowEmpty: true`` (the same config the controller reads)."""
+        if inputs.rules or inputs.keep or self.settings.limits.allow_empty:
+            return
+        with self.nb.locked():
+            owned = len(owned_acls(self.nb.api.tables, self.settings.acl.controller))
+        if owned:
+            raise ValidationError(f"the document holds no rule and keeps no policy: applied, it would delete all {owned} "
+                                  "rows zonectl owns in this NB and leave every zone unfiltered (if every policy was "
+                                  "deleted on purpose: ovn.allowEmpty: true)", source=f"inputs {self.source.path}")
 
     def _rules(self) -> tuple[Rule, ...] | None:
         return self.current.rules if self.current is not None else None

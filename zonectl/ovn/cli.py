@@ -12,24 +12,25 @@ import json
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from zonectl.core.errors import ValidationError
 from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, load_registry
 
-from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn
+from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn, seconds_option
 
 if TYPE_CHECKING:
     from zonectl.metrics_server import Listen
     from zonectl.core.config import Config
     from zonectl.core.layout import Layout
-    from zonectl.core.rules import RuleSet
+    from zonectl.core.rules import Rule, RuleSet
     from zonectl.core.zones import ZoneRegistry
 
-    from .connection import NbClient
+    from .connection import NbClient, NbSettings
     from .snat import SnatGuard
-    from .sync import SyncSettings
+    from .sync import OutcomeUnknown, SyncReport, SyncSettings
 
 LOG = logging.getLogger("zonectl.ovn")
 
@@ -55,7 +56,8 @@ def _load(args: argparse.Namespace, *, need_policies: bool) -> _Inputs:
         rules = compile_objects(load_policies(args.files), registry, config.nat64)
     elif need_policies:
         raise UsageError("nothing to sync: pass -f POLICY (files or directories with SecurityZonePolicy objects)"
-                         + (" or --inputs FILE (the document the controller publishes)" if "inputs" in args else ""))
+                         + (" or --inputs FILE (the document the controller publishes)" if "inputs" in args else "")
+                         + (" (--allow-empty without -f removes every zonectl row)" if args.ovn_command == "sync" else ""))
     return _Inputs(config, ovn, registry, rules)
 
 
@@ -63,11 +65,12 @@ def _open(args: argparse.Namespace, config: Config, ovn: OvnConfig) -> tuple[NbC
     from zonectl.ovn.connection import NbSettings, connect
     from zonectl.ovn.sync import SyncSettings
 
-    settings = NbSettings.from_section(ovn.section, args.nb)
+    settings = NbSettings.from_config(ovn, args.nb)
     overrides: dict[str, Any] = {k: v for k, v in (("private_key", args.ssl_key), ("certificate", args.ssl_cert),
                                                     ("ca_cert", args.ssl_ca)) if v}
-    if args.timeout is not None:
-        overrides["timeout"] = args.timeout
+    timeout = seconds_option(args.timeout, "--timeout")
+    if timeout is not None:
+        overrides["timeout"] = timeout
     if overrides:
         settings = replace(settings, **overrides)
     if not settings.remote:
@@ -76,7 +79,9 @@ def _open(args: argparse.Namespace, config: Config, ovn: OvnConfig) -> tuple[NbC
     settings.validate()
     nb = connect(settings)
     try:
-        sync_settings = SyncSettings.from_config(ovn, config.layout.cluster, nb.has_tier)
+        sync_settings = SyncSettings.from_config(ovn, config.layout, nb.has_tier).allowing(
+            empty=True if getattr(args, "allow_empty", False) else None,
+            switch_drop=getattr(args, "allow_switch_drop", False))
     except BaseException:
         nb.close()
         raise
@@ -88,17 +93,50 @@ def _print(data: Any, lines: list[str], output: str) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from zonectl.ovn.sync import sync
+    from zonectl.ovn.sync import OutcomeUnknown, sync
 
-    inputs = _load(args, need_policies=True)
-    assert inputs.rules is not None
+    inputs = _load(args, need_policies=not args.allow_empty)
+    rules = list(inputs.rules) if inputs.rules is not None else []  # none: --allow-empty, remove every row
     nb, settings = _open(args, inputs.config, inputs.ovn)
     try:
-        report = sync(nb, inputs.rules, settings, mode=args.mode or inputs.ovn.drift)
+        report = sync(nb, rules, settings, mode=args.mode or inputs.ovn.drift)
+    except OutcomeUnknown as exc:
+        nb.close(timeout=1)  # its thread may wait for an answer that never comes
+        report = _reread(nb.settings, rules, settings, exc)
     finally:
         nb.close()
     _print(report.as_dict(), report.lines(), args.output)
     return 0
+
+
+def _reread(nb_settings: NbSettings, rules: list[Rule], settings: SyncSettings, unknown: OutcomeUnknown) -> SyncReport:
+    """After "sent, no answer": read NB again on a new connection (for up to the NB timeout) and say what is there.
+
+    All of the sync is in NB: the report of what it applied. None of it: an error (exit 2). NB could not be
+    read again: the outcome stays unknown (exit 3)."""
+    from zonectl.ovn.connection import OvnError, brief, connect
+    from zonectl.ovn.sync import OutcomeUnknown, SyncReport, sync
+
+    LOG.warning("%s; reading NB again", unknown)
+    deadline = time.monotonic() + nb_settings.timeout
+    while True:
+        try:
+            with connect(replace(nb_settings, timeout=max(1.0, deadline - time.monotonic()))) as fresh:
+                now = sync(fresh, rules, settings, mode="log")
+            break
+        except OvnError as exc:
+            if time.monotonic() >= deadline:
+                raise OutcomeUnknown(unknown.remote, unknown.cause, unknown.changes,
+                                     f"NB could not be read again within {nb_settings.timeout:g}s ({brief(exc)}): check "
+                                     "with `zonectl ovn status`, or run the sync again") from None
+            time.sleep(0.5)
+    if not now.in_sync:
+        raise OvnError(f"ovn sync failed ({nb_settings.remote}): the answer to the transaction was lost ({unknown.cause}), "
+                       f"and NB, read again on a new connection, does not hold it: {len(now.changes)} changes still "
+                       "to make (none of this sync was applied, or NB changed since); run the sync again")
+    return SyncReport("repair", unknown.changes, applied=True, desired=now.desired, owned_before=now.owned_before,
+                      switches=now.switches, note="the answer was lost; NB read again on a new connection holds "
+                      "every change: applied")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -123,7 +161,7 @@ def cmd_snat(args: argparse.Namespace) -> int:
     mode = args.mode or inputs.ovn.snat
     try:
         if mode == "report":
-            with nb.lock:
+            with nb.locked():
                 found = find_hiding_nats(nb.api.tables, inputs.config.layout, zones)
             _print([f.as_dict() for f in found], [str(f) for f in found] or ["no SNAT row hides a zone pod"],
                    args.output)
@@ -164,6 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     from zonectl.ovn.resync import Resyncer
 
+    args.interval = seconds_option(args.interval, "--interval", lo=1, hi=86400)
+    args.poll = seconds_option(args.poll, "--poll", default=2.0, lo=0.05, hi=3600)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = _run_flags(args)
     if args.inputs:
@@ -240,7 +280,8 @@ def _common(p: argparse.ArgumentParser, *, policies_required: bool) -> None:
                    help="files or directories with SecurityZone objects")
     p.add_argument("-f", "--filename", dest="files", metavar="POLICY", action="extend", nargs="+",
                    required=policies_required, help="files or directories with SecurityZonePolicy objects")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="connect and transaction timeout (default 10)")
+    p.add_argument("--timeout", metavar="SECONDS", help="connect and transaction timeout, 0.1-3600 (default: ovn.timeout, "
+                                                      "else 10)")
     p.add_argument("--ssl-key", metavar="FILE", help="private key for ssl: remotes")
     p.add_argument("--ssl-cert", metavar="FILE", help="certificate for ssl: remotes")
     p.add_argument("--ssl-ca", metavar="FILE", help="CA certificate for ssl: remotes")
@@ -262,13 +303,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "sync", formatter_class=fmt, help="make NB match the policies (or show what would change)",
         description="Compile the policies, then make zonectl's NB rows equal to them in one transaction:\n"
         "create what is missing, delete what is no longer wanted, repair edited rows and duplicates.\n"
-        "Nothing is written unless every policy compiles. A second run writes nothing.",
+        "Nothing is written unless every policy compiles. A second run writes nothing. Refused (nothing\n"
+        "written, exit 2): a config that selects no node switch, names a switch NB lacks, or would take the\n"
+        "rows off switches that carry them (--allow-switch-drop), and an empty rule set (--allow-empty).\n"
+        "If NB dies after the transaction was sent, NB is read again: exit 0 if it holds the changes, 2 if\n"
+        "it does not, 3 if it cannot be read (outcome unknown).",
         epilog="example:\n  zonectl ovn sync --nb unix:/var/run/ovn/ovnnb_db.sock --config examples/config.yaml \\\n"
         "      --zones examples/zones.yaml -f examples/policies.yaml --mode log",
     )
-    _common(p, policies_required=True)
+    _common(p, policies_required=False)
     p.add_argument("--mode", choices=DRIFT_MODES[1:], help="log: only print; repair: write (default: ovn.drift "
                                                                "in the config, else repair)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="allow deleting every row zonectl owns (without -f: remove every zone rule); refused otherwise")
+    p.add_argument("--allow-switch-drop", action="store_true",
+                   help="allow taking the rows off node switches that carry them and still exist (refused otherwise, "
+                        "beyond ovn.maxSwitchDrop)")
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser(
@@ -307,8 +357,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--inputs", metavar="FILE",
                    help="the published rules (GatewayInputs JSON with the `ovn` part) instead of --zones/-f")
     p.add_argument("--mode", choices=DRIFT_MODES, help="default: ovn.drift in the config, else repair")
-    p.add_argument("--interval", type=float, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
-    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--interval", metavar="SECONDS", help="1-86400 (default: ovn.resyncSeconds, else 60)")
+    p.add_argument("--poll", metavar="SECONDS",
                    help="with --inputs: how often the file is checked for changes (default 2)")
     p.add_argument("--metrics-listen", metavar="[ADDRESS]:PORT",
                    help="with --inputs: serve /metrics and /healthz here, e.g. [::1]:9465 or the pod's address "

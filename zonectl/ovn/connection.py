@@ -9,13 +9,17 @@ an ``ovsdb-server`` restart. Nothing connects at import time.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from zonectl.core.errors import Problem, ValidationError, ZonectlError
+from zonectl.core.errors import Collector, ZonectlError
+
+if TYPE_CHECKING:
+    from .config import OvnConfig
 
 LOG = logging.getLogger(__name__)
 
@@ -25,11 +29,11 @@ MONITORED: dict[str, list[str] | None] = {
     "ACL": None,
     "Logical_Switch": ["name", "acls", "ports", "other_config", "external_ids"],
     "Logical_Switch_Port": ["name", "type"],
+    "Logical_Router_Port": ["name", "networks"],
     "Logical_Router": ["name", "nat", "options", "external_ids"],
     "NAT": None,
     "NB_Global": ["nb_cfg", "sb_cfg", "hv_cfg"],
 }
-REMOTE_KINDS = ("unix", "tcp", "ssl")
 
 
 class OvnError(ZonectlError):
@@ -42,7 +46,10 @@ def brief(exc: BaseException, limit: int = 300) -> str:
     ovsdbapp's messages embed the whole command list of the transaction (tens of KB for a large
     sync); status conditions, Events and logs want the cause, which it puts after "cause:".
     """
-    text = str(exc) or type(exc).__name__
+    try:
+        text = str(exc) or type(exc).__name__
+    except Exception:  # ovsdbapp's TimeoutException() raised without arguments has no message to show
+        text = f"{type(exc).__name__} (no answer in time)"
     if "cause:" in text:
         text = f"{type(exc).__name__}: {text.rsplit('cause:', 1)[1].strip()}"
     elif len(text) > limit and text.startswith("Commands ["):
@@ -71,42 +78,36 @@ class NbSettings:
         return [r.strip() for r in self.remote.split(",") if r.strip()]
 
     def validate(self) -> None:
-        problems: list[str] = []
-        remotes = self.remotes
-        if not remotes:
-            problems.append("--nb: empty remote (e.g. unix:/var/run/ovn/ovnnb_db.sock, tcp:127.0.0.1:6641)")
-        for r in remotes:
-            kind, _, rest = r.partition(":")
-            if kind not in REMOTE_KINDS or not rest:
-                problems.append(f"--nb: {r!r} is not unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT")
-            elif kind in ("tcp", "ssl"):
-                host, _, port = rest.rpartition(":")
-                if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                    problems.append(f"--nb: {r!r} needs HOST:PORT")
-        uses_ssl = any(r.startswith("ssl:") for r in remotes)
+        """The remote's syntax (``config.check_remote``, as for ``ovn.nb``), the timeout, the SSL files."""
+        from .config import MAX_SECONDS, check_remote
+
+        errs = Collector()
+        remote = check_remote(self.remote, "--nb", errs)
+        uses_ssl = any(r.startswith("ssl:") for r in remote.split(","))
         files = {"private key": self.private_key, "certificate": self.certificate, "CA certificate": self.ca_cert}
         if uses_ssl:
             for what, path in files.items():
                 if not path:
-                    problems.append(f"an ssl: remote needs a {what} file")
+                    errs.add("", f"an ssl: remote needs a {what} file")
                 elif not os.access(path, os.R_OK):
-                    problems.append(f"{what} {path} is not readable")
-        if self.timeout <= 0:
-            problems.append(f"timeout {self.timeout} must be positive")
-        if problems:
-            raise ValidationError([Problem("", p) for p in problems], source="ovn connection")
+                    errs.add("", f"{what} {path} is not readable")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
+                or not 0 < self.timeout <= MAX_SECONDS:  # NaN fails the range test too
+            errs.add("timeout", f"{self.timeout!r} must be a number of seconds from 0.1 to {MAX_SECONDS:g}")
+        errs.raise_if_any("ovn connection")
+
+    @classmethod
+    def from_config(cls, ovn: "OvnConfig", remote: str | None = None) -> "NbSettings":
+        """From the parsed ``ovn`` section (``nb``, ``timeout``, ``ssl: {key, cert, ca}``); ``remote`` wins."""
+        return cls(remote=remote or ovn.nb, timeout=ovn.timeout, private_key=ovn.ssl_key,
+                   certificate=ovn.ssl_cert, ca_cert=ovn.ssl_ca)
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], remote: str | None = None) -> "NbSettings":
-        """From the config's ``ovn`` section (``nb``, ``timeout``, ``ssl: {key, cert, ca}``); ``remote`` wins."""
-        ssl = section.get("ssl") or {}
-        return cls(
-            remote=remote or str(section.get("nb") or ""),
-            timeout=float(section.get("timeout", 10.0)),
-            private_key=ssl.get("key"),
-            certificate=ssl.get("cert"),
-            ca_cert=ssl.get("ca"),
-        )
+        """From the config's raw ``ovn`` section, parsed (and refused) as everywhere else."""
+        from .config import parse_ovn
+
+        return cls.from_config(parse_ovn(section), remote)
 
 
 def _configure_ssl(settings: NbSettings) -> None:
@@ -236,12 +237,25 @@ class NbClient:
         """Held while the connection thread updates the cache; hold it to read a consistent snapshot."""
         return self._conn.lock
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``lock`` to read a consistent snapshot, waiting at most ``timeout``: the connection thread holds it
+        while a transaction waits for its answer, which a hung server never sends."""
+        if not self._conn.lock.acquire(timeout=self.settings.timeout):
+            raise OvnError(f"NB {self.settings.remote}: the connection is busy with a transaction that got no answer "
+                           f"for {self.settings.timeout:g}s (is the server hung?)")
+        try:
+            yield
+        finally:
+            self._conn.lock.release()
+
     @property
     def connected(self) -> bool:
         return bool(self.idl._session.is_connected())
 
-    def close(self) -> None:
-        self._conn.stop(timeout=self.settings.timeout)
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the connection thread, waiting at most ``timeout`` (default: the NB timeout) for it."""
+        self._conn.stop(timeout=self.settings.timeout if timeout is None else timeout)
 
     def __enter__(self) -> "NbClient":
         return self

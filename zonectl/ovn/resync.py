@@ -11,13 +11,14 @@ its last good rows (fail closed).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, Collection, Iterable, Self
 
 from zonectl.core.errors import ZonectlError
 from zonectl.core.rules import Rule
 
 from .connection import NbClient
-from .sync import SyncMode, SyncReport, SyncSettings, sync
+from .sync import OutcomeUnknown, SyncMode, SyncReport, SyncSettings, sync
 from .watch import NbWatchLoop
 
 LOG = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Resyncer(NbWatchLoop):
                  mode: SyncMode = "repair", interval: float = 60.0, min_gap: float = 1.0, watch: bool = True,
                  keep: Callable[[], Collection[str]] = frozenset,
                  on_report: Callable[[SyncReport], None] | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, lock: threading.Lock | None = None) -> None:
         super().__init__(nb, interval=interval, min_gap=min_gap, watch=watch, poll=0.1)
         self.rules = rules
         self.settings = settings
@@ -46,12 +47,19 @@ class Resyncer(NbWatchLoop):
         self.keep = keep
         self.on_report = on_report
         self.on_error = on_error
+        self.lock = lock  # held for a round: shared with another writer of the same rows (the controller's backend)
         self.rounds = 0
         self.last_report: SyncReport | None = None
         self.last_error: str | None = None
 
     def run_once(self) -> SyncReport | None:
         """One sync round now (in the caller's thread)."""
+        if self.lock is None:
+            return self._round()
+        with self.lock:
+            return self._round()
+
+    def _round(self) -> SyncReport | None:
         self.rounds += 1
         try:
             rules = self.rules()
@@ -59,8 +67,12 @@ class Resyncer(NbWatchLoop):
                 return None
             report = sync(self.nb, rules, self.settings, mode=self.mode, keep_policies=self.keep())
         except ZonectlError as exc:
+            repeated = str(exc) == self.last_error
             self.last_error = str(exc)
-            LOG.error("ovn sync failed, NB left as it was: %s", exc)
+            if isinstance(exc, OutcomeUnknown):  # sent, no answer: the next round plans on NB as it is then
+                LOG.warning("%s; the next round reads NB again and repairs", exc)
+            else:  # a refused plan (e.g. no node switch yet) is logged once, not on every NB change
+                LOG.log(logging.DEBUG if repeated else logging.ERROR, "ovn sync failed, NB left as it was: %s", exc)
             if self.on_error is not None:
                 self.on_error(self.last_error)
             return None

@@ -143,10 +143,10 @@ class SnatGuard(NbWatchLoop):
 
     def run_once(self) -> None:
         try:
-            with self.nb.lock:
+            with self.nb.locked():
                 pending = find_hiding_nats(self.nb.api.tables, self.layout, self.zones, self.gateway_prefix)
             if pending:
                 self.removed.extend(remove_nats(self.nb, self.layout, self.zones, self.gateway_prefix))
         except Exception as exc:  # keep guarding; the error is logged and kept for status
-            LOG.error("SNAT guard: %s", exc)
-            self.errors.append(str(exc))
+            LOG.error("SNAT guard: %s", brief(exc))
+            self.errors.append(brief(exc))

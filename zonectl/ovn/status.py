@@ -13,7 +13,8 @@ from zonectl.render.ovn_match import POLICY_KEY, ROLE_KEY
 
 from .connection import NbClient
 from .snat import SnatFinding, find_hiding_nats
-from .state import node_switches, owned_acls
+from .guards import SelectionError
+from .state import node_switches, owned_acls, switch_reasons
 from .sync import SyncReport, SyncSettings, sync
 
 
@@ -27,17 +28,22 @@ class OvnStatus:
     exemptions: int
     drift: SyncReport | None = None  # None when no rules were given to compare with
     snat: list[SnatFinding] = field(default_factory=list)
+    not_selected: dict[str, str] = field(default_factory=dict)  # switch -> why zonectl does not write to it
+    refused: str | None = None  # a sync to the rules would be refused (guards): why
 
     def lines(self) -> list[str]:
         out = [
             f"NB {self.remote} (schema {self.schema_version}, ACL tiers: {'yes' if self.has_tier else 'no'})",
             f"node switches: {len(self.switches)}" + (f" ({', '.join(self.switches[:8])}"
                                                      f"{', ...' if len(self.switches) > 8 else ''})" if self.switches else ""),
+            *(f"  not selected: {n} ({why})" for n, why in list(self.not_selected.items())[:20] if not self.switches),
             f"owned ACL rows: {sum(self.rows_by_policy.values()) + self.exemptions} "
             f"({self.exemptions} router/node exemptions)",
         ]
         out += [f"  {policy}: {n}" for policy, n in sorted(self.rows_by_policy.items())]
-        if self.drift is None:
+        if self.refused is not None:
+            out.append(f"drift: not checked, a sync would be refused: {self.refused}")
+        elif self.drift is None:
             out.append("drift: not checked (pass --zones and -f POLICY to compare)")
         elif self.drift.in_sync:
             out.append("drift: none, NB matches the policies")
@@ -59,19 +65,27 @@ class OvnStatus:
             "rowsByPolicy": self.rows_by_policy,
             "exemptions": self.exemptions,
             "drift": self.drift.as_dict() if self.drift is not None else None,
+            "notSelected": self.not_selected,
+            "refused": self.refused,
             "snat": [f.as_dict() for f in self.snat],
         }
 
 
 def status(nb: NbClient, settings: SyncSettings, layout: Layout, zones: ZoneRegistry | None = None,
            rules: Iterable[Rule] | None = None, gateway_prefix: str = "GR_") -> OvnStatus:
-    with nb.lock:
+    with nb.locked():
         tables = nb.api.tables
         owned = owned_acls(tables, settings.acl.controller)
         switches = [s.name for s in node_switches(tables, settings.switches)]
+        not_selected = switch_reasons(tables, settings.switches)
         snat = find_hiding_nats(tables, layout, zones, gateway_prefix)
     per_policy = Counter(r.external_ids.get(POLICY_KEY) for r in owned if r.external_ids.get(ROLE_KEY) == "rule")
     exemptions = sum(1 for r in owned if r.external_ids.get(ROLE_KEY) == "exempt")
-    drift = sync(nb, rules, settings, mode="log") if rules is not None else None
+    drift, refused = None, None
+    if rules is not None:
+        try:
+            drift = sync(nb, rules, settings, mode="log")
+        except SelectionError as exc:
+            refused = "; ".join(str(p) for p in exc.problems)
     return OvnStatus(nb.settings.remote, nb.schema_version, nb.has_tier, switches,
-                     {str(k): v for k, v in per_policy.items()}, exemptions, drift, snat)
+                     {str(k): v for k, v in per_policy.items()}, exemptions, drift, snat, not_selected, refused)

@@ -1,9 +1,5 @@
-"""Sync = a set difference between the ACL rows the rules want and the rows zonectl owns, in ONE transaction.
-
-    desired - owned  -> create (insert the row, reference it from every node switch)
-    owned - desired  -> delete (drop the references; OVSDB garbage-collects the unreferenced ACL)
-    both, different  -> update the columns in place (drift repair: an edited row comes back)
-    same key twice   -> keep one, delete the duplicates
+"""Sync = a set difference between the ACL rows the rules want and the rows zonectl owns (``plan``), in ONE
+transaction.
 
 The diff is computed inside the ovsdbapp command, from the IDL cache of the moment the transaction is
 built, so a retried transaction (TRY_AGAIN after a concurrent write) is re-planned, not replayed stale.
@@ -16,235 +12,90 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv6Network
-from typing import Any, Collection, Iterable, Literal, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
-from zonectl.core.errors import ValidationError
+from zonectl.core.errors import ValidationError, ZonectlError
+from zonectl.core.layout import Layout
 from zonectl.core.rules import Rule, RuleSet
-from zonectl.render.ovn_match import (
-    POLICY_KEY,
-    AclSettings,
-    RenderedAcl,
-    acl_key,
-    assign_priorities,
-    render_exemptions,
-    render_rule,
-)
+from zonectl.render.ovn_match import POLICY_KEY, AclSettings, RenderedAcl, assign_priorities
 
 from .config import DRIFT_MODES, DriftMode, OvnConfig, parse_ovn
 from .connection import NbClient, OvnError, brief
-from .state import OwnedAcl, SwitchInfo, SwitchSelector, node_switches, owned_acls
+from .guards import Limits, check
+from .plan import Change, Plan, SyncReport, desired_acls, make_plan
+from .state import SwitchSelector, node_switches, owned_acls
 
+__all__ = ["Change", "OutcomeUnknown", "Plan", "SyncMode", "SyncReport", "SyncSettings", "desired_acls", "make_plan",
+           "remove_policy", "sync"]
 LOG = logging.getLogger(__name__)
-
 SyncMode = DriftMode
-# Columns zonectl sets on its rows; anything else someone sets on them is drift, reset to these defaults.
-DRIFT_DEFAULTS: dict[str, Any] = {"log": False, "severity": None, "meter": None, "label": 0, "options": {}}
 
 
 @dataclass(frozen=True)
 class SyncSettings:
-    """Everything sync needs besides the rules: how rows look, and which switches carry them."""
+    """Everything sync needs besides the rules: how rows look, which switches carry them, what it may remove."""
 
     acl: AclSettings
     switches: SwitchSelector
     tier: int | None = None  # ovn.tier as configured; ``acl.tier`` is it only while the NB schema has tiers
+    limits: Limits = Limits()
 
     @classmethod
-    def build(cls, section: Mapping[str, Any], cluster: IPv6Network | None, has_tier: bool) -> "SyncSettings":
+    def build(cls, section: Mapping[str, Any], cluster: Layout | IPv6Network | None, has_tier: bool) -> "SyncSettings":
         """From the config's ``ovn`` section; ``has_tier`` from the connected server's schema."""
         return cls.from_config(parse_ovn(section), cluster, has_tier)
 
     @classmethod
-    def from_config(cls, ovn: OvnConfig, cluster: IPv6Network | None, has_tier: bool) -> "SyncSettings":
-        section = ovn.section
-        tier = section.get("tier", 1)
-        try:
-            wanted = int(tier) if tier is not None else None
-            acl = AclSettings(
-                controller=str(section.get("controller", "zonectl")),
-                tier=wanted if has_tier else None,
-                allow_action=str(section.get("allowAction", "allow-related")),
-                deny_action=str(section.get("denyAction", "drop")),
-                priority_min=int(section.get("priorityMin", 1100)),
-                priority_max=int(section.get("priorityMax", 1999)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"ovn: tier, priorityMin and priorityMax must be integers ({exc})",
-                                  source="config") from None
-        names = section.get("switches")
+    def from_config(cls, ovn: OvnConfig, cluster: Layout | IPv6Network | None, has_tier: bool) -> "SyncSettings":
+        """``cluster``: the layout (its cluster prefix selects the node switches, its zone field is checked against
+        their pod subnets) or just the cluster prefix."""
+        layout = cluster if isinstance(cluster, Layout) else None
+        prefix = layout.cluster if layout is not None else cluster
+        acl = AclSettings(controller=ovn.controller, tier=ovn.tier if has_tier else None, allow_action=ovn.allow_action,
+                          deny_action=ovn.deny_action, priority_min=ovn.priority_min, priority_max=ovn.priority_max)
         selector = SwitchSelector(
-            cluster=cluster,
-            names=tuple(names) if names else None,
-            node_port_prefix=str(section.get("nodePortPrefix", "k8s-")),
+            cluster=prefix if isinstance(prefix, IPv6Network) else None,
+            names=ovn.switches,
+            node_port_prefix=ovn.node_port_prefix,
+            names_must_exist=not ovn.interconnect,
+            zone_offset=layout.zone_offset if layout is not None else None,
         )
-        return cls(acl, selector, wanted)
+        return cls(acl, selector, ovn.tier, Limits(ovn.max_switch_drop, ovn.allow_empty))
 
     def for_schema(self, has_tier: bool) -> "SyncSettings":
         """These settings for a server whose schema has (or lacks) ACL tiers: an upgrade may add them."""
         tier = self.tier if has_tier else None
         return self if tier == self.acl.tier else replace(self, acl=replace(self.acl, tier=tier))
 
-
-@dataclass(frozen=True)
-class Change:
-    kind: Literal["create", "update", "delete", "duplicate", "attach", "detach"]
-    key: str
-    policy: str | None
-    detail: str
-
-    def __str__(self) -> str:
-        owner = f" [{self.policy}]" if self.policy else ""
-        return f"{self.kind:9} {self.key}{owner} {self.detail}"
-
-
-@dataclass
-class SyncReport:
-    """What a sync did (mode repair) or would do (mode log)."""
-
-    mode: str
-    changes: list[Change] = field(default_factory=list)
-    applied: bool = False
-    desired: int = 0
-    owned_before: int = 0
-    switches: list[str] = field(default_factory=list)
-    elapsed: float = 0.0
-
-    def count(self, kind: str) -> int:
-        return sum(1 for c in self.changes if c.kind == kind)
-
-    @property
-    def in_sync(self) -> bool:
-        return not self.changes
-
-    def lines(self) -> list[str]:
-        verb = "applied" if self.applied else ("would apply" if self.changes else "nothing to do")
-        head = (f"ovn sync ({self.mode}): {verb}: {self.count('create')} create, {self.count('update')} update, "
-                f"{self.count('delete') + self.count('duplicate')} delete, {self.count('attach')} attach, "
-                f"{self.count('detach')} detach; {self.desired} desired rows on {len(self.switches)} switches")
-        return [head, *(f"  {c}" for c in self.changes)]
-
-    def as_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "applied": self.applied,
-            "desired": self.desired,
-            "ownedBefore": self.owned_before,
-            "switches": self.switches,
-            "changes": [{"kind": c.kind, "key": c.key, "policy": c.policy, "detail": c.detail} for c in self.changes],
-        }
-
-
-# ----- desired state --------------------------------------------------------------------------------
-
-def desired_acls(
-    rules: Iterable[Rule], switches: list[SwitchInfo], settings: AclSettings, *, exemptions: bool | None = None
-) -> dict[str, RenderedAcl]:
-    """key -> the row and the switches that must reference it. Exemptions go wherever rules exist."""
-    rules = list(rules)
-    names = frozenset(s.name for s in switches)
-    prio = assign_priorities(rules, settings)
-    out: dict[str, RenderedAcl] = {}
-    for r in rules:
-        out[r.id] = RenderedAcl(r.id, _full(render_rule(r, prio[r.id], settings)), names)
-    if exemptions if exemptions is not None else bool(rules):
-        for sw in switches:
-            for row in render_exemptions(sw.name, sw.router_ports, sw.node_ports, settings):
-                key = acl_key(row["external_ids"])
-                assert key is not None
-                out[key] = RenderedAcl(key, _full(row), frozenset({sw.name}))
-    return out
-
-
-def _full(row: dict) -> dict:
-    return {**DRIFT_DEFAULTS, **row}
-
-
-# ----- the plan -------------------------------------------------------------------------------------
-
-@dataclass
-class Plan:
-    creates: list[RenderedAcl] = field(default_factory=list)
-    updates: list[tuple[OwnedAcl, dict[str, Any]]] = field(default_factory=list)
-    deletes: list[OwnedAcl] = field(default_factory=list)
-    attach: list[tuple[Any, str]] = field(default_factory=list)  # (acl uuid, switch)
-    detach: list[tuple[Any, str]] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.creates or self.updates or self.deletes or self.attach or self.detach)
-
-
-def _differences(actual: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
-    return {c: v for c, v in desired.items() if c in actual and actual[c] != v}
-
-
-def _describe(columns: Mapping[str, Any]) -> str:
-    tier = f" tier {columns['tier']}" if "tier" in columns else ""
-    return f"{columns['direction']} prio {columns['priority']}{tier} {columns['action']} {columns['match']}"
-
-
-def make_plan(
-    desired: Mapping[str, RenderedAcl],
-    owned: list[OwnedAcl],
-    *,
-    keep_policies: Collection[str] = (),
-    schema_columns: Collection[str] | None = None,
-) -> Plan:
-    plan = Plan()
-    by_key: dict[str | None, list[OwnedAcl]] = {}
-    for row in owned:
-        by_key.setdefault(row.key, []).append(row)
-
-    def keep(row: OwnedAcl) -> bool:
-        return row.external_ids.get(POLICY_KEY) in keep_policies
-
-    for key, rows in by_key.items():
-        if key is None or key not in desired:
-            for row in rows:
-                if keep(row):
-                    continue
-                plan.deletes.append(row)
-                plan.changes.append(Change("delete", key or str(row.uuid), row.external_ids.get(POLICY_KEY),
-                                           _describe(row.columns)))
-    for key, want in desired.items():
-        columns = {c: v for c, v in want.columns.items() if schema_columns is None or c in schema_columns}
-        rows = by_key.get(key, [])
-        if not rows:
-            plan.creates.append(RenderedAcl(key, columns, want.switches))
-            plan.changes.append(Change("create", key, want.policy, _describe(columns)))
-            continue
-        # Keep the row closest to what we want; the rest are duplicates.
-        rows = sorted(rows, key=lambda r: (len(_differences(r.columns, columns)), -len(r.switches & want.switches),
-                                           str(r.uuid)))
-        best, dups = rows[0], rows[1:]
-        for dup in dups:
-            plan.deletes.append(dup)
-            plan.changes.append(Change("duplicate", key, want.policy, f"extra row {dup.uuid}"))
-        if keep(best):
-            diff = {}
-        else:
-            diff = _differences(best.columns, columns)
-        if diff:
-            plan.updates.append((best, diff))
-            was = ", ".join(f"{c}={best.columns.get(c)!r}" for c in sorted(diff))
-            plan.changes.append(Change("update", key, want.policy, f"{_describe(columns)} (was {was})"))
-        for sw in sorted(want.switches - best.switches):
-            plan.attach.append((best.uuid, sw))
-            plan.changes.append(Change("attach", key, want.policy, f"to switch {sw}"))
-        for sw in sorted(best.switches - want.switches):
-            plan.detach.append((best.uuid, sw))
-            plan.changes.append(Change("detach", key, want.policy, f"from switch {sw}"))
-    return plan
+    def allowing(self, *, empty: bool | None = None, switch_drop: bool = False) -> "SyncSettings":
+        """These settings with a removal allowed for one call (``--allow-empty``, ``--allow-switch-drop``)."""
+        limits = Limits(1.0 if switch_drop else self.limits.max_switch_drop,
+                        self.limits.allow_empty if empty is None else empty)
+        return replace(self, limits=limits)
 
 
 # ----- the command ----------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Attempt:
+    """One planning of the transaction (ovsdbapp re-plans after TRY_AGAIN, e.g. a reconnect)."""
+
+    plan: Plan
+    desired: int
+    owned: int
+    switches: list[str]
+    sent: bool  # written to a connected session: NB may apply it whatever happens to the answer
+
+
 class _SyncCommandMixin:
-    """Plans from the live cache inside the transaction, then (if ``write``) applies the plan to ``txn``."""
+    """Plans from the live cache inside the transaction, then (if ``write``) applies the plan to ``txn``.
+
+    Every planning is recorded (``attempts``), so the caller can tell "nothing was sent" from "sent, no
+    answer". Once the caller has given up (``abandon``), a queued or retried run writes nothing."""
 
     def __init__(self, api, rules: list[Rule], settings: SyncSettings, write: bool, keep_policies: Collection[str]):
         super().__init__(api)  # type: ignore[call-arg]
@@ -252,7 +103,9 @@ class _SyncCommandMixin:
         self.settings = settings
         self.write = write
         self.keep_policies = frozenset(keep_policies)
-        self.report_data: tuple[Plan, int, int, list[str]] | None = None
+        self.attempts: list[Attempt] = []
+        self._lock = threading.Lock()
+        self._abandoned = False
 
     def run_idl(self, txn) -> None:
         tables = self.api.tables  # type: ignore[attr-defined]
@@ -264,12 +117,26 @@ class _SyncCommandMixin:
         for row in owned:
             if row.external_ids.get(POLICY_KEY) in self.keep_policies and row.key and row.key not in desired:
                 desired[row.key] = RenderedAcl(row.key, row.columns, frozenset(s.name for s in switches))
+        check(tables, self.settings.switches, switches, owned, len(desired), self.settings.limits)
         plan = make_plan(desired, owned, keep_policies=self.keep_policies,
                          schema_columns=tables["ACL"].columns.keys())
-        self.report_data = (plan, len(desired), len(owned), [s.name for s in switches])
+        writes = self.write and txn is not None and not plan.empty
+        with self._lock:
+            if self._abandoned:
+                raise OvnError("the caller gave up on this sync before it was sent: nothing written")
+            idl = self.api.idl  # type: ignore[attr-defined]
+            # The IDL sends only when connected and monitoring (else its commit says TRY_AGAIN, nothing sent).
+            sent = writes and bool(idl._session.is_connected()) and idl.state == idl.IDL_S_MONITORING
+            self.attempts.append(Attempt(plan, len(desired), len(owned), [s.name for s in switches], sent))
         self.result = plan
-        if self.write and txn is not None and not plan.empty:
+        if writes:
             _apply(txn, tables, plan)
+
+    def abandon(self) -> bool:
+        """The caller gives up: no later run writes. True if an earlier run may have reached NB."""
+        with self._lock:
+            self._abandoned = True
+            return any(a.sent for a in self.attempts)
 
 
 def _apply(txn, tables: Mapping[str, Any], plan: Plan) -> None:
@@ -325,7 +192,10 @@ def sync(
 
     ``rules`` is the complete compiled rule set (priorities are ranked over all of it). Rows of policies in
     ``keep_policies`` (e.g. ones that currently fail to compile) are left exactly as they are. Mode off
-    does nothing. Raises OvnError if OVN refuses or times out; then NB is unchanged (one transaction).
+    does nothing. A plan that would remove enforcement because its inputs match nothing is refused
+    (``guards.SelectionError``, nothing written). Raises OvnError if OVN refuses, or times out before the
+    transaction was sent: then NB is unchanged (one transaction); ``OutcomeUnknown`` if it was sent and no
+    answer came: then NB may hold it or not (the next sync re-reads NB and re-plans).
     """
     if mode not in DRIFT_MODES:
         raise ValidationError(f"mode {mode!r} is not one of {', '.join(DRIFT_MODES)}", source="ovn sync")
@@ -344,25 +214,52 @@ def sync(
             with nb.api.transaction(check_error=True, log_errors=False) as txn:
                 txn.add(cmd)
         else:
-            with nb.lock:
+            with nb.locked():
                 cmd.run_idl(None)
-    except (ValidationError, OvnError):
-        raise
-    except Exception as exc:  # ovsdbapp: TimeoutException, RuntimeError("OVSDB Error: ..."), ...
-        raise OvnError(f"OVN NB sync failed ({nb.settings.remote}): {brief(exc)}") from exc
-    assert cmd.report_data is not None
-    plan, report.desired, report.owned_before, report.switches = cmd.report_data
+    except Exception as exc:  # a refusal, or ovsdbapp's TimeoutException, RuntimeError("OVSDB Error: ..."), ...
+        if cmd.abandon():  # an earlier try was sent (then the connection broke): its fate is not known here
+            plan = next(a.plan for a in cmd.attempts if a.sent)
+            raise OutcomeUnknown(nb.settings.remote, brief(exc), plan.changes) from exc
+        if isinstance(exc, ZonectlError):
+            raise
+        raise OvnError(f"OVN NB sync failed ({nb.settings.remote}), nothing was sent, NB unchanged: {brief(exc)}") from exc
+    final = cmd.attempts[-1]
+    plan = final.plan
+    report.desired, report.owned_before, report.switches = final.desired, final.owned, final.switches
     report.changes = plan.changes
     report.applied = mode == "repair" and not plan.empty
+    earlier = [a for a in cmd.attempts[:-1] if a.sent]
+    if earlier:
+        # The connection was lost after a transaction was sent; ovsdbapp re-planned on the re-read cache.
+        if plan.empty:
+            report.changes, report.applied = earlier[-1].plan.changes, True
+            report.note = "the connection was lost after the transaction was sent; NB re-read on reconnect: it had applied it"
+        else:
+            report.note = ("the connection was lost after the transaction was sent; NB re-read on reconnect: it had not "
+                           "applied it, so it was sent again and applied")
     report.elapsed = time.monotonic() - started
     for change in report.changes:
         LOG.info("ovn %s: %s", "applied" if report.applied else "would", change)
     return report
 
 
+class OutcomeUnknown(OvnError):
+    """The transaction was sent to NB and no answer came (the server died, hung, or the connection broke):
+    NB may or may not have applied it. Not "NB unchanged": re-read NB (a new connection, the next sync)."""
+
+    exit_status = 3  # the CLI's: neither done (0) nor refused with nothing changed (2)
+
+    def __init__(self, remote: str, cause: str, changes: list[Change], detail: str = "") -> None:
+        self.remote = remote
+        self.cause = cause
+        self.changes = changes
+        super().__init__(f"OVN NB sync outcome unknown ({remote}): the transaction ({len(changes)} changes) was sent "
+                         f"and no answer came ({cause}); NB may or may not have applied it" + (f"; {detail}" if detail else ""))
+
+
 def remove_policy(nb: NbClient, policy: str, settings: SyncSettings, *, mode: SyncMode = "repair") -> SyncReport:
     """Delete exactly the rows of one policy ("namespace/name"); every other owned row stays as it is."""
-    with nb.lock:
+    with nb.locked():
         owned = owned_acls(nb.api.tables, settings.acl.controller)
     others = {k for k in (r.external_ids.get(POLICY_KEY) for r in owned) if k and k != policy}
     return sync(nb, [], settings, mode=mode, keep_policies=others)

@@ -63,7 +63,9 @@ ACL_NAME_MAX = 63  # NB schema limit on ACL.name
 DEFAULT_CONTROLLER = "zonectl"
 
 ALLOW_ACTIONS = ("allow-related", "allow", "pass")
-DENY_ACTIONS = ("drop", "reject")
+# Never "reject": OVN-Kubernetes' services controller deletes every reject ACL on logical switches (its repair
+# of the ones it wrote for services without endpoints), which would silently take zonectl's Deny rules away.
+DENY_ACTIONS = ("drop",)
 
 
 @dataclass(frozen=True)
