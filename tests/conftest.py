@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from zonectl.core.config import Config, parse_config
 from zonectl.core.zones import ZoneRegistry
@@ -20,6 +21,11 @@ from zonectl.inputs import load_documents, of_kind
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 REQUIRE_ALL = "ZONECTL_REQUIRE_ALL"
+
+# Properties assert behaviour, not speed: on a loaded 2-core machine one example can take longer than
+# hypothesis' default 200 ms deadline, which would fail a correct test.
+settings.register_profile("zonectl", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("zonectl")
 
 
 def _must_run(item: pytest.Item | None) -> bool:
