@@ -10,8 +10,8 @@ for pods). ``Kubelet`` watches the pods the scheduler binds to them and, as the 
   processes, Ready once their readiness endpoint answers, restarted when they exit;
 * finishes graceful deletions (a pod with a deletionTimestamp is stopped, then deleted with grace 0).
 
-Processes share this host's network namespace, so each runnable pod's address is put on a dummy link
-the kubelet creates (and removes): the API server reaches a webhook endpoint on it, as it would reach a
+Processes share this host's network namespace, so each runnable pod's address is put on a link (one
+end of a veth pair) the kubelet creates (and removes): the API server reaches a webhook endpoint on it, as it would reach a
 pod. Every name and node subnet is random, so two harnesses on one machine do not collide.
 """
 
@@ -104,14 +104,16 @@ class Kubelet:
 
     def start(self) -> "Kubelet":
         self.dir.mkdir(parents=True, exist_ok=True)
-        _ip("link", "add", self.link, "type", "dummy")
+        # a veth pair (this kernel may lack the dummy driver); its peer only needs to be up
+        _ip("link", "add", self.link, "type", "veth", "peer", "name", self.link + "p")
         _ip("link", "set", self.link, "up")
+        _ip("link", "set", self.link + "p", "up")
         self._thread = threading.Thread(target=self._loop, name="harness-kubelet", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop the loop, end every process it started (by pid) and remove the dummy link."""
+        """Stop the loop, end every process it started (by pid) and remove the veth pair."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -125,8 +127,12 @@ class Kubelet:
 
     # ----- nodes -------------------------------------------------------------------------------------
 
-    def add_node(self, name: str, *, labels: dict[str, str] | None = None, honour_hint: bool = True) -> Node:
-        """A Ready Node with OVN-K's subnet annotation; ``honour_hint`` = its allocator has zonectl's patch."""
+    def add_node(self, name: str, *, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
+                 honour_hint: bool = True) -> Node:
+        """A Ready Node with OVN-K's subnet annotation; ``honour_hint`` = its allocator has zonectl's patch.
+
+        The API server taints a new Node ``not-ready``; the node-lifecycle controller (off here) would
+        lift it once the Node is Ready, so this does: the Node ends with exactly ``taints``."""
         subnet = ipaddress.IPv6Network((int(self.cluster.network_address) | (self._subnet_base + len(self.nodes)) << 64, 64))
         node_ip = str(subnet.network_address + 2)
         body = {
@@ -144,6 +150,7 @@ class Kubelet:
             "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": name}],
             "capacity": {"cpu": "16", "memory": "64Gi", "pods": "250"},
             "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "250"}}})
+        self.api.patch_node(name, {"spec": {"taints": taints or None}})
         node = self.nodes[name] = Node(name, subnet, honour_hint)
         return node
 
