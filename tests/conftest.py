@@ -11,7 +11,7 @@ from zonectl.core.zones import ZoneRegistry
 from zonectl.files import load_documents, of_kind
 
 # The real control plane, shared by tests/kube and tests/e2e (one per session; see kubeplane.py).
-from kubeplane import control_plane, kube_binaries, zonectl_cluster  # noqa: E402,F401
+from kubeplane import examples_applied, kube_binaries, zonectl_cluster  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

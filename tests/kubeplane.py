@@ -1,10 +1,10 @@
 """Session fixtures for the layers that run against a real Kubernetes control plane (tests/kube, tests/e2e).
 
-``control_plane``: etcd + kube-apiserver + kube-controller-manager + kube-scheduler, built from testbin/
-by scripts/testbin.sh (cached) and started on loopback (zonectl.harness.controlplane).
+``kube_binaries``: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl, built from
+testbin/ by scripts/testbin.sh (cached).
 
-``zonectl_cluster``: that control plane with three kubelet-less Nodes (zonectl.harness.kubelet), a real
-OVN Northbound shaped like OVN-Kubernetes', and zonectl installed the way users install it:
+``zonectl_cluster``: those started on loopback with three kubelet-less Nodes (zonectl.harness.kubecluster),
+a real OVN Northbound shaped like OVN-Kubernetes', and zonectl installed the way users install it:
 ``manifests/install.sh`` run twice, first with a configuration the controller refuses (the install must
 stop before the webhooks), then with the right one and ``--nb`` pointing at the NB. The controller's
 two replicas are real ``zonectl`` processes with their ServiceAccount's token.
@@ -26,13 +26,11 @@ from typing import Any, Callable, Iterator, NoReturn
 import pytest
 import yaml
 
-from zonectl.harness.controllerpod import ZonectlControllerRunner
 from zonectl.harness.controlplane import Binaries, ControlPlane, ControlPlaneError
+from zonectl.harness.kubecluster import NS, InstallRun, KubeCluster
 from zonectl.harness.kubelet import Kubelet
 
 ROOT = Path(__file__).resolve().parent.parent
-NS = "zonectl-system"
-CONTROLLER_SA_GROUP = f"system:serviceaccounts:{NS}"
 # node-3's allocator ignores the hint (upstream OVN-K); only pods that tolerate this land there
 UPSTREAM_TAINT = {"key": "zonectl.test/upstream-allocator", "effect": "NoSchedule"}
 UPSTREAM_TOLERATION = {**UPSTREAM_TAINT, "operator": "Exists"}
@@ -53,71 +51,6 @@ def kube_binaries() -> Binaries:
         unavailable(f"the control-plane binaries could not be built (scripts/testbin.sh): {exc}")
 
 
-@pytest.fixture(scope="session")
-def control_plane(kube_binaries: Binaries) -> Iterator[ControlPlane]:
-    plane = ControlPlane(kube_binaries, audit_groups=(CONTROLLER_SA_GROUP,))
-    try:
-        plane.start()
-    except ControlPlaneError as exc:
-        unavailable(f"the control plane did not start: {exc}")
-    try:
-        yield plane
-    finally:
-        plane.stop()
-
-
-@dataclass
-class InstallRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    webhooks_after: list[str]
-
-
-@dataclass
-class ZonectlCluster:
-    """The installed cluster and handles the tests use."""
-
-    plane: ControlPlane
-    kubelet: Kubelet
-    api: Any  # kubernetes.client.ApiClient (admin)
-    nb: Any  # zonectl.ovn.sandbox.OvnSandbox
-    installs: list[InstallRun] = field(default_factory=list)
-
-    @property
-    def core(self) -> Any:
-        import kubernetes
-
-        return kubernetes.client.CoreV1Api(self.api)
-
-    @property
-    def custom(self) -> Any:
-        import kubernetes
-
-        return kubernetes.client.CustomObjectsApi(self.api)
-
-    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.plane.kubectl(*args, **kw)
-
-    def controller_pods(self) -> list[dict[str, Any]]:
-        out = self.kubectl("-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=controller", "-o", "json")
-        return [p for p in yaml.safe_load(out.stdout)["items"] if not p["metadata"].get("deletionTimestamp")]
-
-    def controller_logs(self) -> str:
-        return "\n".join(run_.directory.joinpath("log").read_text(errors="replace")
-                         for key, run_ in self.kubelet.running().items()
-                         if key.startswith(f"{NS}/zonectl-controller-") and run_.directory.joinpath("log").exists())
-
-
-def install(plane: ControlPlane, *args: str, timeout: float = 400) -> InstallRun:
-    """``manifests/install.sh`` with the built kubectl and the admin kubeconfig, as a user runs it."""
-    env = {**os.environ, "KUBECTL": str(plane.bin["kubectl"]), "KUBECONFIG": str(plane.kubeconfig)}
-    proc = subprocess.run([str(ROOT / "manifests" / "install.sh"), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    hooks = plane.kubectl("get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "name").stdout.split()
-    return InstallRun(proc.returncode, proc.stdout, proc.stderr, hooks)
-
-
 def wait(what: str, pred: Callable[[], Any], timeout: float = 60, interval: float = 0.25) -> Any:
     """Poll until ``pred()`` is truthy; fail the test naming ``what`` and the last value."""
     deadline = time.monotonic() + timeout
@@ -133,10 +66,40 @@ def wait(what: str, pred: Callable[[], Any], timeout: float = 60, interval: floa
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-@pytest.fixture(scope="session")
-def zonectl_cluster(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZonectlCluster]:
-    import kubernetes
+@dataclass
+class ZonectlCluster:
+    """The installed cluster (``KubeCluster``), its OVN Northbound and what the two installs did."""
 
+    kube: KubeCluster
+    nb: Any  # zonectl.ovn.sandbox.OvnSandbox
+    installs: list[InstallRun] = field(default_factory=list)
+
+    @property
+    def plane(self) -> ControlPlane:
+        return self.kube.plane
+
+    @property
+    def kubelet(self) -> Kubelet:
+        assert self.kube.kubelet is not None
+        return self.kube.kubelet
+
+    @property
+    def core(self) -> Any:
+        return self.kube.core
+
+    @property
+    def custom(self) -> Any:
+        return self.kube.custom
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.kube.kubectl(*args, **kw)
+
+    def controller_logs(self) -> str:
+        return self.kube.controller_logs()
+
+
+@pytest.fixture(scope="session")
+def zonectl_cluster(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZonectlCluster]:
     from zonectl.core.config import parse_config
     from zonectl.ovn.sandbox import OvnSandbox, SandboxError
     from zonectl.ovn.testbed import Cluster
@@ -155,28 +118,37 @@ def zonectl_cluster(control_plane: ControlPlane, tmp_path_factory: pytest.TempPa
         nb = OvnSandbox(state_dir=work / "ovn", tcp=True).start()
     except SandboxError as exc:
         unavailable(f"the OVN Northbound sandbox did not start: {exc}")
-    api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    core = kubernetes.client.CoreV1Api(api)
-    kubelet = Kubelet(core, work / "pods", cluster=str(layout.cluster),
-                      runners=(ZonectlControllerRunner(core, control_plane),))
+    kube = KubeCluster(kube_binaries, ROOT, cluster_cidr=str(layout.cluster))
     try:
+        try:
+            kube.start()
+        except ControlPlaneError as exc:
+            unavailable(f"the control plane did not start: {exc}")
         Cluster(nb.nbctl, layout, node_count=2).build(gateways=False)
-        kubelet.start()
+        kubelet = kube.kubelet
+        assert kubelet is not None
         kubelet.add_node("node-1")
         kubelet.add_node("node-2")
         kubelet.add_node("node-3", honour_hint=False, taints=[UPSTREAM_TAINT])  # OVN-K without zonectl's patch
-        cluster = ZonectlCluster(control_plane, kubelet, api, nb)
+        cluster = ZonectlCluster(kube, nb)
         broken = work / "broken.yaml"
         bad = dict(config, operator={**config["operator"], "spoofedHints": "deny"})  # a typo the controller refuses
         broken.write_text(yaml.safe_dump(bad))
-        cluster.installs.append(install(control_plane, "--tls", "openssl", "--config", str(broken), "--timeout", "25"))
-        cluster.installs.append(install(control_plane, "--tls", "openssl", "--nb", nb.nb_tcp_remote))
+        cluster.installs.append(kube.install("--tls", "openssl", "--config", str(broken), "--timeout", "25"))
+        cluster.installs.append(kube.install("--tls", "openssl", "--nb", nb.nb_tcp_remote))
         if cluster.installs[-1].returncode != 0:
             run_ = cluster.installs[-1]
             raise ControlPlaneError(f"manifests/install.sh failed ({run_.returncode}):\n{run_.stderr[-3000:]}\n"
-                                    f"controller log:\n{cluster.controller_logs()[-3000:]}\nkubelet: {kubelet.errors[-5:]}")
+                                    f"controller log:\n{kube.controller_logs()[-3000:]}\nkubelet: {kubelet.errors[-5:]}")
         yield cluster
     finally:
-        kubelet.stop()
+        kube.stop()
         nb.stop()
-        api.close()
+
+
+@pytest.fixture(scope="session")
+def examples_applied(zonectl_cluster: ZonectlCluster) -> str:
+    """``kubectl apply`` of examples/zones.yaml and examples/policies.yaml (through the webhooks); its output."""
+    out = zonectl_cluster.kubectl("apply", "-f", str(ROOT / "examples" / "zones.yaml"),
+                                  "-f", str(ROOT / "examples" / "policies.yaml"))
+    return out.stdout

@@ -7,14 +7,14 @@ import base64
 import json
 import subprocess
 
-from kubeplane import NS, ZonectlCluster, install
+from kubeplane import NS, ZonectlCluster
 
 
 def test_refused_config_stops_the_install_before_the_webhooks(zonectl_cluster: ZonectlCluster) -> None:
     broken = zonectl_cluster.installs[0]
     assert broken.returncode == 1, broken.stderr
     assert "the controller is not Ready, so the webhook configurations were NOT installed" in broken.stderr
-    assert broken.webhooks_after == []
+    assert broken.webhooks_after == ()
 
 
 def test_install_applies_the_webhooks_last(zonectl_cluster: ZonectlCluster) -> None:

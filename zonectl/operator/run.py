@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import kopf
 
@@ -100,7 +101,41 @@ def prime(state: ZoneState, core: Any, custom: Any) -> list[dict[str, Any]]:
     return policies
 
 
-def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) -> ZonectlWebhookServer:
+def peering_priority(configured: int, started_us: int) -> int:
+    """The kopf peering priority of this replica. kopf pauses *every* operator, itself included, when
+    two peers share a priority, and all replicas of the Deployment read the same config: with the plain
+    configured value, two replicas meant nobody reconciled. The configured priority stays the major key;
+    the start time (microseconds since the epoch) breaks the tie: the longest-running replica leads, a
+    newer one stands by until the leader's peering record goes (at once on a clean exit, else after
+    kopf's peering lifetime)."""
+    span = 10**16  # microseconds until the year 2286
+    return configured * span + (span - 1 - started_us % span)
+
+
+def kubeconfig_login(path: str) -> Callable[..., kopf.ConnectionInfo]:
+    """kopf's login from ``--kubeconfig``. kopf's own ``login_via_client`` only looks in-cluster, at
+    $KUBECONFIG and at ~/.kube/config: with the flag alone, the client library was configured but kopf
+    never logged in, so neither operator ran and the webhooks were never served."""
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        import kubernetes
+
+        cfg = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_kube_config(config_file=path, client_configuration=cfg)
+        except (kubernetes.config.ConfigException, OSError) as exc:
+            raise kopf.LoginError(f"cannot use kubeconfig {path}: {exc}") from None
+        header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization") or ""
+        scheme, token = header.split(" ", 1) if " " in header else (None, header or None)
+        return kopf.ConnectionInfo(server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+                                   scheme=scheme, token=token, certificate_path=cfg.cert_file,
+                                   private_key_path=cfg.key_file)
+
+    return login
+
+
+def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller,
+                   readiness: Readiness | None = None) -> ZonectlWebhookServer:
     wh = config.operator.webhook
     if not wh.insecure and not (wh.cert_file and wh.key_file):
         raise StartupError("operator.webhook.certFile and keyFile are required (the API server only calls webhooks "
@@ -109,7 +144,9 @@ def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) 
         if path and not Path(path).is_file():
             raise StartupError(f"webhook certificate file {path} does not exist")
     tls: dict[str, Any] = {"insecure": True} if wh.insecure else {"certfile": wh.cert_file, "pkeyfile": wh.key_file}
-    return ZonectlWebhookServer(addr=wh.addr, port=wh.port, metrics=metrics, fast={POD_WEBHOOK: ctl.pod_review}, **tls)
+    listening = (lambda: readiness.done("webhook")) if readiness is not None else None
+    return ZonectlWebhookServer(addr=wh.addr, port=wh.port, metrics=metrics, fast={POD_WEBHOOK: ctl.pod_review},
+                                on_listening=listening, **tls)
 
 
 def publisher_for(config: ControllerConfig, core: Any) -> Publisher | None:
@@ -163,11 +200,12 @@ async def run(options: RunOptions) -> int:
     ctl = Controller(config=config, state=state, reconciler=reconciler, metrics=metrics)
 
     admission_settings = operator_settings()
-    admission_settings.admission.server = webhook_server(config, metrics, ctl)
+    admission_settings.admission.server = webhook_server(config, metrics, ctl, readiness)
     controller_settings = operator_settings()
     admission_reg, controller_reg = admission_registry(ctl), controller_registry(ctl)
+    login = kubeconfig_login(options.kubeconfig) if options.kubeconfig else kopf.login_via_client
     for reg in (admission_reg, controller_reg):
-        kopf.on.login(registry=reg)(kopf.login_via_client)
+        kopf.on.login(registry=reg)(login)
 
     ops = OpsServer(metrics, readiness, port=op.metrics_port)
     await ops.start()
@@ -175,23 +213,18 @@ async def run(options: RunOptions) -> int:
     gc.freeze()  # start-up objects leave the collector's view: no long GC pauses on the webhook path
 
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    admission_ready = asyncio.Event()
     tasks = {
         asyncio.create_task(kopf.operator(
             registry=admission_reg, settings=admission_settings, clusterwide=True, standalone=True,
-            liveness_endpoint=f"http://[::]:{op.liveness_port}/healthz",
-            stop_flag=stop, ready_flag=admission_ready), name="admission operator"),
+            liveness_endpoint=f"http://[::]:{op.liveness_port}/healthz", stop_flag=stop), name="admission operator"),
         asyncio.create_task(kopf.operator(
             registry=controller_reg, settings=controller_settings, clusterwide=True,
-            peering_name=op.peering_name, priority=op.peering_priority, stop_flag=stop),
+            peering_name=op.peering_name, priority=peering_priority(op.peering_priority, time.time_ns() // 1000),
+            stop_flag=stop),
             name="controller operator"),
     }
-    waiter = asyncio.create_task(admission_ready.wait())
     try:
-        done, _ = await asyncio.wait(tasks | {waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done:
-            readiness.done("webhook")
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if not t.cancelled() and t.exception() is not None]
         for t in failed:
             LOG.error("%s stopped: %s", t.get_name(), t.exception())
@@ -199,7 +232,6 @@ async def run(options: RunOptions) -> int:
     finally:
         if not stop.done():
             stop.set_result(None)
-        waiter.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await ops.stop()
         close = getattr(backend, "close", None)

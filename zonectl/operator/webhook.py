@@ -37,10 +37,12 @@ FastPath = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
 class ZonectlWebhookServer(kopf.WebhookServer):
     """kopf.WebhookServer that times each review per webhook id, with optional per-webhook fast paths."""
 
-    def __init__(self, *, metrics: Metrics, fast: Mapping[str, FastPath] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, metrics: Metrics, fast: Mapping[str, FastPath] | None = None,
+                 on_listening: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
         self.fast = dict(fast or {})
+        self.on_listening = on_listening  # called once the socket accepts connections (readiness)
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
         histogram = self.metrics.admission_seconds
@@ -63,6 +65,9 @@ class ZonectlWebhookServer(kopf.WebhookServer):
                 child.observe(time.perf_counter() - started)
 
         async for client_config in super().__call__(timed):
+            # kopf yields once its site has started: only now may the replica take webhook traffic
+            if self.on_listening is not None:
+                self.on_listening()
             yield client_config
 
 
