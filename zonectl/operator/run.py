@@ -200,6 +200,12 @@ async def run(options: RunOptions) -> int:
     ctl = Controller(config=config, state=state, reconciler=reconciler, metrics=metrics)
 
     admission_settings = operator_settings()
+    # kopf removes "its" finalizer from every object it sees for which no handler of its own needs one.
+    # The admission operator has no such handler: sharing the controller's finalizer name, the two took
+    # turns adding and removing it (about 100 patches a second per zone and policy), and on a standby
+    # replica it was removed before the active controller's delete handler ran (OVN rows left behind).
+    # A name no object carries leaves the admission operator nothing to remove.
+    admission_settings.persistence.finalizer = "zonectl.io/admission-no-finalizer"
     admission_settings.admission.server = webhook_server(config, metrics, ctl, readiness)
     controller_settings = operator_settings()
     admission_reg, controller_reg = admission_registry(ctl), controller_registry(ctl)
