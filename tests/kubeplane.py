@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from zonectl.harness.controlplane import Binaries, ControlPlane, ControlPlaneError
-from zonectl.harness.kubecluster import NS, InstallRun, KubeCluster
+from zonectl.harness.kubecluster import NS, InstallRun, KubeCluster  # noqa: F401 (NS: for the tests)
 from zonectl.harness.kubelet import Kubelet
 
 ROOT = Path(__file__).resolve().parent.parent
