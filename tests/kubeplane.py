@@ -15,6 +15,7 @@ Either one that cannot be built or started skips its tests with the reason, or f
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -49,6 +50,14 @@ def kube_binaries() -> Binaries:
         return Binaries.build(ROOT)
     except (ControlPlaneError, OSError, subprocess.TimeoutExpired) as exc:
         unavailable(f"the control-plane binaries could not be built (scripts/testbin.sh): {exc}")
+
+
+_zone_ids = itertools.count(0x5000)
+
+
+def zone_id() -> int:
+    """A zone id no other test of this session uses (ids must be unique cluster-wide)."""
+    return next(_zone_ids)
 
 
 def wait(what: str, pred: Callable[[], Any], timeout: float = 60, interval: float = 0.25) -> Any:
@@ -96,6 +105,12 @@ class ZonectlCluster:
 
     def controller_logs(self) -> str:
         return self.kube.controller_logs()
+
+    def diagnostics(self) -> str:
+        """Pods, the kubelet's recent errors and the tail of the controller logs (for a failed test)."""
+        pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+        logs = [line for line in self.controller_logs().splitlines() if '"severity": "info"' not in line]
+        return f"{pods}\nkubelet errors: {self.kubelet.errors[-10:]}\ncontroller log (not info):\n" + "\n".join(logs[-60:])
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,16 @@ def _rank(item: pytest.Item) -> int:
     return 0
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """A failed kube test carries what the cluster said: controller logs, kubelet errors, pods."""
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("zonectl_cluster")
+    if report.failed and cluster is not None:
+        report.sections.append(("zonectl cluster", cluster.diagnostics()))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent == HERE:

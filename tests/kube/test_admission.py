@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from kubeplane import ZonectlCluster, wait
+from kubeplane import ZonectlCluster, wait, zone_id
 
 HINT = "zonectl.io/ipam-hint"
 
@@ -23,7 +23,7 @@ class World:
         self.cluster = cluster
         self.tmp = tmp
         self.allowed, self.denied, self.zone = f"adm-in-{sfx}", f"adm-out-{sfx}", f"adm-{sfx}"
-        self.zone_id = 0x4100 + secrets.randbelow(0x100)
+        self.zone_id = zone_id()
         self.hint = f"::{self.zone_id:x}:0:0:0"
 
     def kubectl(self, *args: str, **kw: Any) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubeplane import NS, ZonectlCluster, wait
+from kubeplane import NS, ZonectlCluster, wait, zone_id
 from kubekit import acls, apply, conditions, policy, settled, zone
 
 
@@ -54,7 +54,7 @@ def no_duplicate_rows(cluster: ZonectlCluster) -> None:
 @pytest.fixture(scope="module")
 def subject(zonectl_cluster: ZonectlCluster) -> dict[str, Any]:
     sfx = secrets.token_hex(3)
-    w = {"zone": f"fz-{sfx}", "policy": f"fz-{sfx}", "ns": f"faults-{sfx}", "id": 0x4700 + secrets.randbelow(0x100)}
+    w = {"zone": f"fz-{sfx}", "policy": f"fz-{sfx}", "ns": f"faults-{sfx}", "id": zone_id()}
     zonectl_cluster.kubectl("create", "namespace", w["ns"])
     apply(zonectl_cluster, zone(w["zone"], w["id"], [w["ns"]]),
           policy(w["policy"], NS, [w["zone"]], [{"name": "p", "action": "Allow", "from": [{"zone": w["zone"]}],
@@ -147,6 +147,7 @@ def test_apiserver_restart(zonectl_cluster: ZonectlCluster, subject: dict[str, A
 
 
 def test_etcd_paused(zonectl_cluster: ZonectlCluster, subject: dict[str, Any]) -> None:
+    wait("both replicas Ready", lambda: len(replicas(zonectl_cluster)) == 2, timeout=60)
     restarts = {n: r.restarts for n, r in replicas(zonectl_cluster).items()}
     with zonectl_cluster.plane.paused("etcd"):
         time.sleep(6)

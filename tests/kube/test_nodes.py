@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from kubeplane import NS, UPSTREAM_TOLERATION, ZonectlCluster, wait
+from kubeplane import NS, UPSTREAM_TOLERATION, ZonectlCluster, wait, zone_id
 
 HINT = "zonectl.io/ipam-hint"
 
@@ -21,7 +21,7 @@ HINT = "zonectl.io/ipam-hint"
 @pytest.fixture(scope="module")
 def world(zonectl_cluster: ZonectlCluster) -> Iterator[dict[str, Any]]:
     sfx = secrets.token_hex(3)
-    w = {"ns": f"nodes-{sfx}", "zone": f"nz-{sfx}", "id": 0x4600 + secrets.randbelow(0x100)}
+    w = {"ns": f"nodes-{sfx}", "zone": f"nz-{sfx}", "id": zone_id()}
     zonectl_cluster.kubectl("create", "namespace", w["ns"])
     zonectl_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(
         {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZone", "metadata": {"name": w["zone"]},

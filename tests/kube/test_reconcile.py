@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kubekit import acls, apply, conditions, events, get, policy, settled, zone
-from kubeplane import NS, ZonectlCluster, wait
+from kubeplane import NS, ZonectlCluster, wait, zone_id
 
 
 def test_examples_are_ready_with_rows_in_nb(zonectl_cluster: ZonectlCluster, examples_applied: str) -> None:
@@ -32,8 +32,8 @@ def test_examples_are_ready_with_rows_in_nb(zonectl_cluster: ZonectlCluster, exa
 def own(zonectl_cluster: ZonectlCluster) -> dict[str, Any]:
     """A zone and an admin policy of this test's own (unique names and id)."""
     sfx = secrets.token_hex(3)
-    w = {"zone": f"rc-{sfx}", "peer": f"rcp-{sfx}", "policy": f"rc-{sfx}", "id": 0x4200 + secrets.randbelow(0x100)}
-    apply(zonectl_cluster, zone(w["zone"], w["id"], []), zone(w["peer"], w["id"] + 0x100, []),
+    w = {"zone": f"rc-{sfx}", "peer": f"rcp-{sfx}", "policy": f"rc-{sfx}", "id": zone_id()}
+    apply(zonectl_cluster, zone(w["zone"], w["id"], []), zone(w["peer"], zone_id(), []),
           policy(w["policy"], NS, [w["zone"]], [
               {"name": "web", "action": "Allow", "from": [{"zone": w["peer"]}], "ports": [{"protocol": "TCP", "port": 8080}]},
               {"name": "ssh", "action": "Allow", "from": [{"zone": w["peer"]}], "ports": [{"protocol": "TCP", "port": 22}]}]))
@@ -88,7 +88,7 @@ def test_deleting_a_namespace_removes_its_policies_rows(zonectl_cluster: Zonectl
     sfx = secrets.token_hex(3)
     ns, zname = f"tenant-{sfx}", f"tz-{sfx}"
     zonectl_cluster.kubectl("create", "namespace", ns)
-    apply(zonectl_cluster, zone(zname, 0x4400 + secrets.randbelow(0x100), [ns]),
+    apply(zonectl_cluster, zone(zname, zone_id(), [ns]),
           policy("own", ns, [zname], [{"name": "self", "action": "Allow", "from": [{"zone": zname}]}], priority=150))
     assert conditions(settled(zonectl_cluster, "own", ns))["Ready"]["status"] == "True"
     assert acls(zonectl_cluster, f"{ns}/own")

@@ -210,9 +210,10 @@ class Kubelet:
             run = None
         if meta.get("deletionTimestamp"):
             self._forget(key)
-            with contextlib.suppress(Exception):
-                self.api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
-                                               body={"preconditions": {"uid": meta["uid"]}})
+            # the kubelet's last word: containers gone, delete now (grace in the body: a body overrides
+            # the query parameter, and a bound pod's default is 30 s)
+            self.api.delete_namespaced_pod(meta["name"], meta["namespace"], body={
+                "gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
             return
         if run is None:
             run = self._admit(key, pod)
