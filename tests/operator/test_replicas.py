@@ -43,3 +43,19 @@ def test_readiness_is_signalled_once_the_socket_accepts() -> None:
 
     run(go())
     assert seen == [True]
+
+
+def test_per_request_logs_stay_quiet_unless_verbose() -> None:
+    import logging
+
+    from zonectl.operator.run import configure_logging
+
+    loggers = [logging.getLogger(n) for n in ("aiohttp.access", "kopf.objects")]
+    saved = [lg.level for lg in loggers]
+    try:
+        configure_logging("json", verbose=False)
+        assert not any(lg.isEnabledFor(logging.INFO) for lg in loggers)
+        assert all(lg.isEnabledFor(logging.WARNING) for lg in loggers)
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)

@@ -192,7 +192,7 @@ class ControlPlane:
     def ready(self) -> bool:
         """``/readyz`` of the API server answers ok (every post-start hook done, etcd reachable)."""
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", context=self._admin_tls(), timeout=3) as resp:
+            with urllib.request.urlopen(f"{self.url}/readyz", context=self.tls_context(), timeout=3) as resp:
                 return bool(resp.status == 200)
         except (OSError, ssl.SSLError):
             return False
@@ -211,7 +211,8 @@ class ControlPlane:
             "kube-scheduler": pki.issue("scheduler", "system:kube-scheduler", client=True),
         }
 
-    def _admin_tls(self) -> ssl.SSLContext:
+    def tls_context(self) -> ssl.SSLContext:
+        """TLS for a client of the API server: trusts its CA, presents the admin certificate."""
         assert self.pki is not None
         ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
         ctx.load_cert_chain(str(self._admin.cert), str(self._admin.key))

@@ -178,7 +178,8 @@ class Kubelet:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                pods = self.api.list_pod_for_all_namespaces(_request_timeout=10).items
+                # bound pods only: unscheduled ones (a benchmark's thousands) are not a kubelet's business
+                pods = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName!=", _request_timeout=10).items
             except Exception as exc:  # API server restarting or paused etcd: try again next round
                 self._note(f"list pods: {exc}")
                 continue
