@@ -3,7 +3,8 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and coredns, from the Go
 # modules pinned in testbin/ (go.mod + go.sum committed; binaries never).
 #
-#   scripts/testbin.sh                  build what is missing, then print "NAME PATH" per binary (stdout)
+#   scripts/testbin.sh [NAME...]        build what is missing, then print "NAME PATH" per binary (stdout);
+#                                       NAMEs (e.g. kubectl) limit it to those
 #   scripts/testbin.sh pin kube|etcd|coredns VERSION
 #                                       (re)write that module's go.mod/go.sum for VERSION (needs the proxy)
 #   scripts/testbin.sh replaces VERSION print the replace block for k8s.io/kubernetes VERSION
@@ -81,15 +82,22 @@ build() {
   [ "${PIPESTATUS[0]}" = 0 ] || die "go build of $mod failed"
 }
 
+wanted() { [ "${#WANT[@]}" = 0 ] || [[ " ${WANT[*]} " == *" $1 "* ]]; }
+
 ensure() {
   local mod=$1 pkgpath=$2; shift 2
-  local names=("$@") ver missing=() tmp
+  local names=() ver missing=()
+  for n in "$@"; do wanted "$n" && names+=("$n"); done
+  [ "${#names[@]}" -gt 0 ] || return 0
   ver=$(required "$mod" "$pkgpath")
   [ -n "$ver" ] || die "testbin/$mod/go.mod does not require $pkgpath"
   for n in "${names[@]}"; do [ -x "$CACHE/$n-$ver/$n" ] || missing+=("$n"); done
+  [ "${#missing[@]}" = 0 ] || [ -z "${CHECK_ONLY:-}" ] || return 1
   if [ "${#missing[@]}" -gt 0 ]; then
+    local pkgs=() tmp
     tmp=$(mktemp -d "$CACHE/.build.XXXXXX")
-    local pkgs=()
+    # shellcheck disable=SC2064  # expand now: $tmp is local to this function
+    trap "rm -rf '$tmp'" EXIT   # an interrupted build leaves nothing half-made in the cache
     for n in "${missing[@]}"; do
       case $mod in kube) pkgs+=("k8s.io/kubernetes/cmd/$n") ;; *) pkgs+=("$pkgpath") ;; esac
     done
@@ -103,21 +111,38 @@ ensure() {
       mkdir -p "$CACHE/$n-$ver" && mv "$got" "$CACHE/$n-$ver/$n"
     done
     rm -rf "$tmp"
+    trap - EXIT
     say "built ${missing[*]} $ver in $((SECONDS - start)) s"
   fi
   for n in "${names[@]}"; do echo "$n $CACHE/$n-$ver/$n"; done
 }
 
+ALL=("${KUBE_CMDS[@]}" etcd coredns)
+WANT=()
 case ${1:-} in
   pin) [ $# = 3 ] || die "usage: testbin.sh pin kube|etcd|coredns VERSION"; pin "$2" "$3"; exit ;;
   replaces) [ $# = 2 ] || die "usage: testbin.sh replaces VERSION"; replaces "$2"; exit ;;
-  "") ;;
-  *) die "unknown argument $1 (see the header of $0)" ;;
+  -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "$0"; exit 0 ;;
 esac
+for a in "$@"; do
+  [[ " ${ALL[*]} " == *" $a "* ]] || die "unknown binary $a (one of: ${ALL[*]}; or pin, replaces)"
+  WANT+=("$a")
+done
 
+ensure_all() {
+  ensure kube k8s.io/kubernetes "${KUBE_CMDS[@]}" && ensure etcd go.etcd.io/etcd/server/v3 etcd \
+    && ensure coredns github.com/coredns/coredns coredns
+}
+
+# Everything asked for is cached: print it without waiting for a build of something else.
+if out=$(CHECK_ONLY=1 ensure_all); then
+  echo "$out"
+  exit 0
+fi
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
-flock 9   # one build at a time; a waiting run then finds the binaries and only prints
-ensure kube k8s.io/kubernetes "${KUBE_CMDS[@]}"
-ensure etcd go.etcd.io/etcd/server/v3 etcd
-ensure coredns github.com/coredns/coredns coredns
+if ! flock -n 9; then   # one build at a time; a waiting run then finds the binaries and only prints
+  say "another build of the control plane is running (scripts/test.sh starts one in the background); waiting for it"
+  flock 9
+fi
+ensure_all
