@@ -15,7 +15,7 @@ GROUP = "zonectl.io"
 def acls(cluster: ZonectlCluster, key: str | None = None) -> list[dict[str, Any]]:
     """zonectl's NB ACL rows (uuid, match, action, external_ids), all or one policy's."""
     data = json.loads(cluster.nb.nbctl("--format=json", "--columns=_uuid,match,action,priority,external_ids", "list", "ACL"))
-    rows = [dict(zip(data["headings"], r)) for r in data["data"]]
+    rows = [dict(zip(data["headings"], r, strict=True)) for r in data["data"]]
     out = [{"uuid": r["_uuid"][1], "match": r["match"], "action": r["action"], "priority": r["priority"],
             "ids": dict(r["external_ids"][1])} for r in rows]
     return [r for r in out if r["ids"].get("zonectl.io/policy") and (key is None or r["ids"]["zonectl.io/policy"] == key)]

@@ -37,7 +37,8 @@ API_MESSAGES = {
     "egress pool IPv6": 'spec.egress.pool: Invalid value: "fd00::/64"',
     "egress address missing": "spec.egress.address: Required value",
     "egress address bad": 'spec.egress.address: Invalid value: "198.51.100.256"',
-    "selector operator": 'matchExpressions[0].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist"',
+    "selector operator": ('matchExpressions[0].operator: Unsupported value: "Equals": '
+                          'supported values: "In", "NotIn", "Exists", "DoesNotExist"'),
     "In without values": "matchExpressions[0]: Invalid value: operators In and NotIn need at least one value",
     "Exists with values": "matchExpressions[0]: Invalid value: operators Exists and DoesNotExist take no values",
     "policy without zones": "spec.zones in body should have at least 1 items",
@@ -147,7 +148,7 @@ def columns(text: str) -> tuple[list[str], list[list[str]]]:
 def test_printer_columns(zonectl_cluster: ZonectlCluster, examples_applied: str) -> None:
     def zones_counted() -> Any:
         head, rows = columns(zonectl_cluster.kubectl("get", "securityzones").stdout)
-        by_name = {r[0]: dict(zip(head, r)) for r in rows}
+        by_name = {r[0]: dict(zip(head, r, strict=True)) for r in rows}
         return by_name if all(by_name.get(z, {}).get("READY") == "True" for z in ("dmz", "web", "db")) else None
 
     zones = wait("the example zones Ready", zones_counted, timeout=60)
@@ -158,7 +159,7 @@ def test_printer_columns(zonectl_cluster: ZonectlCluster, examples_applied: str)
 
     def policies_ready() -> Any:
         head, rows = columns(zonectl_cluster.kubectl("get", "securityzonepolicies", "-A").stdout)
-        got = [dict(zip(head, r)) for r in rows if r[0] == "zonectl-system"]
+        got = [dict(zip(head, r, strict=True)) for r in rows if r[0] == "zonectl-system"]
         return got if got and all(p["READY"] == "True" for p in got) else None
 
     policies = wait("the example policies Ready", policies_ready, timeout=60)

@@ -57,5 +57,5 @@ def test_per_request_logs_stay_quiet_unless_verbose() -> None:
         assert not any(lg.isEnabledFor(logging.INFO) for lg in loggers)
         assert all(lg.isEnabledFor(logging.WARNING) for lg in loggers)
     finally:
-        for lg, level in zip(loggers, saved):
+        for lg, level in zip(loggers, saved, strict=True):
             lg.setLevel(level)

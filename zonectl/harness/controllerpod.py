@@ -14,23 +14,15 @@ from __future__ import annotations
 import base64
 import sys
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from .controlplane import ControlPlane, free_port
+from .kubelet import Launch
 
 CONFIG_KEY = "zonectl.yaml"
-
-
-@dataclass
-class Launch:
-    argv: list[str]
-    ready: Callable[[], bool]
-    files: dict[str, Path] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
 
 
 def _http_ok(url: str) -> bool:

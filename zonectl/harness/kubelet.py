@@ -35,11 +35,14 @@ POD_NETWORKS = "k8s.ovn.org/pod-networks"
 NODE_SUBNETS = "k8s.ovn.org/node-subnets"
 
 
-class Launch(Protocol):
-    """How a Runner starts one pod: the command, its environment, and when it counts as ready."""
+@dataclass
+class Launch:
+    """How a Runner starts one pod: the command, when it counts as ready, and what it was given."""
 
     argv: list[str]
     ready: Callable[[], bool]
+    files: dict[str, Path] = field(default_factory=dict)  # in-container path -> local file
+    ports: dict[str, int] = field(default_factory=dict)  # e.g. "metrics" -> the port it listens on
 
 
 class Runner(Protocol):
