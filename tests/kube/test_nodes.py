@@ -105,3 +105,25 @@ def test_an_address_without_its_zone_is_reported(zonectl_cluster: ZonectlCluster
     assert wait("the mismatch gauge", lambda: line in metrics(zonectl_cluster))
     row = zonectl_cluster.kubectl("get", "securityzone", world["zone"]).stdout.splitlines()[1].split()
     assert row[3:5] == [str(status["podCount"]), "1"]  # PODS, MISMATCH columns
+
+
+def test_verification_reads_pod_networks_before_the_pod_runs(zonectl_cluster: ZonectlCluster, world) -> None:
+    """OVN-K writes k8s.ovn.org/pod-networks before the pod starts: a pod with no status.podIPs yet (it
+    names a scheduler that does not exist, so nothing binds or runs it) is judged by that annotation."""
+    body = {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "unbound", "namespace": world["ns"], "labels": {"securityZone": world["zone"]}},
+            "spec": {"schedulerName": "nobody", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}
+    zonectl_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+    wrong = "fd00:10:244:77::9"  # zone field 0: not the pod's zone
+    networks = json.dumps({"default": {"ip_addresses": [f"{wrong}/64"], "mac_address": "0a:58:00:00:00:09"}})
+    zonectl_cluster.kubectl("-n", world["ns"], "annotate", "pod", "unbound", f"k8s.ovn.org/pod-networks={networks}")
+
+    def mismatch() -> list[dict[str, Any]]:
+        evs = json.loads(zonectl_cluster.kubectl("-n", world["ns"], "get", "events", "--field-selector",
+                                                 "involvedObject.name=unbound", "-o", "json").stdout)["items"]
+        return [e for e in evs if e["reason"] == "ZoneAddressMismatch"]
+
+    (event,) = wait("a ZoneAddressMismatch Event from the annotation alone", mismatch)
+    assert wrong in event["message"]
+    pod = json.loads(zonectl_cluster.kubectl("-n", world["ns"], "get", "pod", "unbound", "-o", "json").stdout)
+    assert not (pod.get("status") or {}).get("podIPs")
