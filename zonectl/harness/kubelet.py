@@ -11,8 +11,8 @@ for pods). ``Kubelet`` watches the pods the scheduler binds to them and, as the 
 * finishes graceful deletions (a pod with a deletionTimestamp is stopped, then deleted with grace 0).
 
 Processes share this host's network namespace, so each runnable pod's address is put on a link (one
-end of a veth pair) the kubelet creates (and removes): the API server reaches a webhook endpoint on it, as it would reach a
-pod. Every name and node subnet is random, so two harnesses on one machine do not collide.
+end of a veth pair) the kubelet creates and removes: the API server reaches a webhook endpoint there as
+it would reach a pod. Every name and node subnet is random, so two harnesses on one machine do not collide.
 """
 
 from __future__ import annotations
