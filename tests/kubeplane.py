@@ -107,10 +107,16 @@ class ZonectlCluster:
         return self.kube.controller_logs()
 
     def diagnostics(self) -> str:
-        """Pods, the kubelet's recent errors and the tail of the controller logs (for a failed test)."""
-        pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
-        logs = [line for line in self.controller_logs().splitlines() if '"severity": "info"' not in line]
-        return f"{pods}\nkubelet errors: {self.kubelet.errors[-10:]}\ncontroller log (not info):\n" + "\n".join(logs[-60:])
+        """Pods, the kubelet's recent errors and each running controller's log tail (for a failed test)."""
+        out = [self.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout,
+               f"kubelet errors: {self.kubelet.errors[-10:]}"]
+        for key, run in self.kubelet.running().items():
+            if run.launch is not None:
+                log = (run.directory / "log").read_text(errors="replace").splitlines() if (run.directory / "log").exists() else []
+                out.append(f"--- {key} (pid {run.proc.pid if run.proc else None}, ready {run.ready}, "
+                           f"ports {run.launch.ports}, restarts {run.restarts}):")
+                out.extend(line[:400] for line in log[-25:])
+        return "\n".join(out)
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,14 @@ class ZonectlControllerRunner:
         self.api = api
         self.plane = plane
         self.python = python
+        self._ports: set[int] = set()  # handed out already: the kernel may offer a released one again
+
+    def _port(self) -> int:
+        port = free_port()
+        while port in self._ports:
+            port = free_port()
+        self._ports.add(port)
+        return port
 
     @staticmethod
     def wants(container: dict[str, Any]) -> bool:
@@ -59,7 +67,7 @@ class ZonectlControllerRunner:
         config = yaml.safe_load(config_path.read_text())
         op = config.setdefault("operator", {})
         wh = op.setdefault("webhook", {})
-        ports = {"metrics": free_port(), "liveness": free_port()}
+        ports = {"metrics": self._port(), "liveness": self._port()}
         wh["addr"] = ip
         for key in ("certFile", "keyFile"):
             if wh.get(key) in files:

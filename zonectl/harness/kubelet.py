@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -282,9 +283,12 @@ class Kubelet:
                     return False
                 run.restarts += 1
                 run.exited = None
+            tmp = run.directory / "tmp"  # the pod's own /tmp: what a killed process leaves there goes with the pod
+            tmp.mkdir(exist_ok=True)
             with open(run.directory / "log", "ab") as log:
                 run.proc = subprocess.Popen(run.launch.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=run.directory)
+                                            stderr=subprocess.STDOUT, cwd=run.directory,
+                                            env={**os.environ, "TMPDIR": str(tmp)})
             return True
         ready = run.launch.ready()
         changed = ready != run.ready
