@@ -1,9 +1,8 @@
 """Shared fixtures (the example configuration, zones and policies every layer tests against), and
 ``ZONECTL_REQUIRE_ALL=1`` (CI sets it): a test that skips because its layer cannot run fails instead.
 
-The one exception is the kind suite (``tests/e2e``, marked ``e2e``) while ``KUBECONFIG`` is unset: it
-needs a cluster of the user's own (manifests/kind/install.sh) that CI does not have, so without one it
-keeps skipping; with ``KUBECONFIG`` set it is asked for, and its skips fail too.
+No layer is exempt: the kind suite (``tests/e2e``) runs against the user's cluster when ``KUBECONFIG``
+is set and against the kube layer's own control plane otherwise, so it can always run.
 """
 
 from __future__ import annotations
@@ -18,6 +17,9 @@ from zonectl.core.config import Config, parse_config
 from zonectl.core.zones import ZoneRegistry
 from zonectl.inputs import load_documents, of_kind
 
+# The real control plane, shared by tests/kube and tests/e2e (one per session; see kubeplane.py).
+from kubeplane import examples_applied, kube_binaries, zonectl_cluster  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 REQUIRE_ALL = "ZONECTL_REQUIRE_ALL"
@@ -28,12 +30,8 @@ settings.register_profile("zonectl", deadline=None, suppress_health_check=[Healt
 settings.load_profile("zonectl")
 
 
-def _must_run(item: pytest.Item | None) -> bool:
-    if os.environ.get(REQUIRE_ALL) != "1":
-        return False
-    if item is not None and item.get_closest_marker("e2e") and not os.environ.get("KUBECONFIG"):
-        return False
-    return True
+def _must_run() -> bool:
+    return os.environ.get(REQUIRE_ALL) == "1"
 
 
 def _reason(longrepr: object) -> str:
@@ -44,7 +42,7 @@ def _reason(longrepr: object) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and not hasattr(report, "wasxfail") and _must_run(item):
+    if report.skipped and not hasattr(report, "wasxfail") and _must_run():
         report.outcome = "failed"
         report.longrepr = f"{REQUIRE_ALL}=1: this test must run, but it skipped: {_reason(report.longrepr)}"
     return None
@@ -55,8 +53,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> object:
     """A whole module skipped at import (``pytest.importorskip``) fails the same way."""
     outcome = yield
     report = outcome.get_result()
-    e2e = "e2e" in Path(str(collector.path)).parts
-    if report.skipped and _must_run(None) and not (e2e and not os.environ.get("KUBECONFIG")):
+    if report.skipped and _must_run():
         report.outcome = "failed"
         report.longrepr = f"{REQUIRE_ALL}=1: this module must run, but it skipped: {_reason(report.longrepr)}"
     return None

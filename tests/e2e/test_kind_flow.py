@@ -1,8 +1,11 @@
 """The whole flow on a real cluster with zonectl installed (manifests/kind/install.sh).
 
-Runs only when KUBECONFIG points at a reachable cluster where zonectl's CRDs and controller are
-installed; otherwise every test skips with the reason. Everything it creates has a random suffix and
-is deleted at the end, so it can run against a shared cluster and run twice.
+With KUBECONFIG set, it runs against that cluster (a kind cluster: zonectl's CRDs and controller must be
+installed, else every test skips with the reason). Without it, it runs against the kube layer's control
+plane (tests/kubeplane.py: real kube-apiserver, controller-manager and scheduler, zonectl installed by
+manifests/install.sh, the controller as real processes); there the pod address comes from the
+harness' stand-in for the kubelet and OVN-Kubernetes' patched allocator, not from a CNI. Everything it
+creates has a random suffix and is deleted at the end, so it can run against a shared cluster and run twice.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ HINT = "zonectl.io/ipam-hint"
 
 
 class Kube:
-    def __init__(self) -> None:
+    def __init__(self, kubeconfig: str) -> None:
         import kubernetes
 
-        kubernetes.config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+        api = kubernetes.config.new_client_from_config(config_file=kubeconfig)
         self.k = kubernetes
-        self.core = kubernetes.client.CoreV1Api()
-        self.custom = kubernetes.client.CustomObjectsApi()
-        self.apps = kubernetes.client.AppsV1Api()
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
         self.ApiException = kubernetes.client.exceptions.ApiException
 
     def wait(self, what: str, fn: Callable[[], Any], timeout: float = 90.0, interval: float = 1.0) -> Any:
@@ -49,14 +52,15 @@ class Kube:
 
 
 @pytest.fixture(scope="module")
-def kube() -> Kube:
-    if not os.environ.get("KUBECONFIG"):
-        pytest.skip("KUBECONFIG is not set: the e2e suite needs a kind cluster (manifests/kind/install.sh)")
+def kube(request: pytest.FixtureRequest) -> Kube:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:  # no kind cluster: the kube layer's control plane (skips, or fails under REQUIRE_ALL)
+        kubeconfig = str(request.getfixturevalue("zonectl_cluster").plane.kubeconfig)
     try:
-        k = Kube()
+        k = Kube(kubeconfig)
         k.core.list_namespace(limit=1, _request_timeout=5)
     except Exception as exc:
-        pytest.skip(f"cluster not reachable with KUBECONFIG={os.environ['KUBECONFIG']}: {exc}")
+        pytest.skip(f"cluster not reachable with KUBECONFIG={kubeconfig}: {exc}")
     try:
         dep = k.apps.read_namespaced_deployment("zonectl-controller", NS)
         k.custom.list_cluster_custom_object(GROUP, VERSION, "securityzones", limit=1)

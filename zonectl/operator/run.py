@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import kopf
 
@@ -52,8 +53,17 @@ class RunOptions:
 
 
 def configure_logging(log_format: str = "json", verbose: bool = False) -> None:
-    """Structured (JSON, one object per line) logs for kopf's and zonectl's loggers, or plain text."""
+    """Structured (JSON, one object per line) logs for kopf's and zonectl's loggers, or plain text.
+
+    Unless ``verbose``, two per-request streams stay quiet: aiohttp's access log (a line per webhook
+    review) and kopf's per-object "Handler ... succeeded" lines (one per event of every pod in the
+    cluster, through the address verification handlers). At a hundred pod creations a second they cost
+    the replicas more CPU than answering the reviews; zonectl logs what it changes itself, and warnings
+    and errors of both still come through."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
+    if not verbose:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def kube_clients(kubeconfig: str | None) -> tuple[Any, Any]:
@@ -113,7 +123,41 @@ def metrics_address(options: RunOptions, op: OperatorSettings) -> str:
     return str(address)
 
 
-def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) -> ZonectlWebhookServer:
+def peering_priority(configured: int, started_us: int) -> int:
+    """The kopf peering priority of this replica. kopf pauses *every* operator, itself included, when
+    two peers share a priority, and all replicas of the Deployment read the same config: with the plain
+    configured value, two replicas meant nobody reconciled. The configured priority stays the major key;
+    the start time (microseconds since the epoch) breaks the tie: the longest-running replica leads, a
+    newer one stands by until the leader's peering record goes (at once on a clean exit, else after
+    kopf's peering lifetime)."""
+    span = 10**16  # microseconds until the year 2286
+    return configured * span + (span - 1 - started_us % span)
+
+
+def kubeconfig_login(path: str) -> Callable[..., kopf.ConnectionInfo]:
+    """kopf's login from ``--kubeconfig``. kopf's own ``login_via_client`` only looks in-cluster, at
+    $KUBECONFIG and at ~/.kube/config: with the flag alone, the client library was configured but kopf
+    never logged in, so neither operator ran and the webhooks were never served."""
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        import kubernetes
+
+        cfg = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_kube_config(config_file=path, client_configuration=cfg)
+        except (kubernetes.config.ConfigException, OSError) as exc:
+            raise kopf.LoginError(f"cannot use kubeconfig {path}: {exc}") from None
+        header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization") or ""
+        scheme, token = header.split(" ", 1) if " " in header else (None, header or None)
+        return kopf.ConnectionInfo(server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+                                   scheme=scheme, token=token, certificate_path=cfg.cert_file,
+                                   private_key_path=cfg.key_file)
+
+    return login
+
+
+def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller,
+                   readiness: Readiness | None = None) -> ZonectlWebhookServer:
     wh = config.operator.webhook
     if not wh.insecure and not (wh.cert_file and wh.key_file):
         raise StartupError("operator.webhook.certFile and keyFile are required (the API server only calls webhooks "
@@ -122,7 +166,9 @@ def webhook_server(config: ControllerConfig, metrics: Metrics, ctl: Controller) 
         if path and not Path(path).is_file():
             raise StartupError(f"webhook certificate file {path} does not exist")
     tls: dict[str, Any] = {"insecure": True} if wh.insecure else {"certfile": wh.cert_file, "pkeyfile": wh.key_file}
-    return ZonectlWebhookServer(addr=wh.addr, port=wh.port, metrics=metrics, fast={POD_WEBHOOK: ctl.pod_review}, **tls)
+    listening = (lambda: readiness.done("webhook")) if readiness is not None else None
+    return ZonectlWebhookServer(addr=wh.addr, port=wh.port, metrics=metrics, fast={POD_WEBHOOK: ctl.pod_review},
+                                on_listening=listening, **tls)
 
 
 def publisher_for(config: ControllerConfig, core: Any) -> Publisher | None:
@@ -177,34 +223,37 @@ async def run(options: RunOptions) -> int:
     ctl = Controller(config=config, state=state, reconciler=reconciler, metrics=metrics)
 
     admission_settings = operator_settings()
-    admission_settings.admission.server = webhook_server(config, metrics, ctl)
+    # kopf removes "its" finalizer from every object it sees for which no handler of its own needs one.
+    # The admission operator has no such handler: sharing the controller's finalizer name, the two took
+    # turns adding and removing it (about 100 patches a second per zone and policy), and on a standby
+    # replica it was removed before the active controller's delete handler ran (OVN rows left behind).
+    # A name no object carries leaves the admission operator nothing to remove.
+    admission_settings.persistence.finalizer = "zonectl.io/admission-no-finalizer"
+    admission_settings.admission.server = webhook_server(config, metrics, ctl, readiness)
     controller_settings = operator_settings()
     admission_reg, controller_reg = admission_registry(ctl), controller_registry(ctl)
+    login = kubeconfig_login(options.kubeconfig) if options.kubeconfig else kopf.login_via_client
     for reg in (admission_reg, controller_reg):
-        kopf.on.login(registry=reg)(kopf.login_via_client)
+        kopf.on.login(registry=reg)(login)
 
     ops = ops_server(metrics, readiness, metrics_listen).start()
     gc.collect()
     gc.freeze()  # start-up objects leave the collector's view: no long GC pauses on the webhook path
 
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    admission_ready = asyncio.Event()
     tasks = {
         asyncio.create_task(kopf.operator(
             registry=admission_reg, settings=admission_settings, clusterwide=True, standalone=True,
             liveness_endpoint=f"http://{Listen(metrics_listen.host, op.liveness_port)}/healthz",
-            stop_flag=stop, ready_flag=admission_ready), name="admission operator"),
+            stop_flag=stop), name="admission operator"),
         asyncio.create_task(kopf.operator(
             registry=controller_reg, settings=controller_settings, clusterwide=True,
-            peering_name=op.peering_name, priority=op.peering_priority, stop_flag=stop),
+            peering_name=op.peering_name, priority=peering_priority(op.peering_priority, time.time_ns() // 1000),
+            stop_flag=stop),
             name="controller operator"),
     }
-    waiter = asyncio.create_task(admission_ready.wait())
     try:
-        done, _ = await asyncio.wait(tasks | {waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done:
-            readiness.done("webhook")
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if not t.cancelled() and t.exception() is not None]
         for t in failed:
             LOG.error("%s stopped: %s", t.get_name(), t.exception())
@@ -212,7 +261,6 @@ async def run(options: RunOptions) -> int:
     finally:
         if not stop.done():
             stop.set_result(None)
-        waiter.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         ops.close()
         await asyncio.to_thread(backend.close)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp.web
 import kopf
@@ -57,10 +57,12 @@ def read_json(raw: bytes) -> Any:
 class ZonectlWebhookServer(kopf.WebhookServer):
     """kopf.WebhookServer that checks and times each review per webhook id, with optional fast paths."""
 
-    def __init__(self, *, metrics: Metrics, fast: Mapping[str, FastPath] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, metrics: Metrics, fast: Mapping[str, FastPath] | None = None,
+                 on_listening: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
         self.fast = dict(fast or {})
+        self.on_listening = on_listening  # called once the socket accepts connections (readiness)
         # labelled histogram per known webhook id, looked up once; any other path is "unknown" (a path
         # chosen by a caller must not add label values: that would grow the registry without bound)
         self._timers = {w: metrics.admission_seconds.labels(w) for w in (*ENDPOINTS, "unknown")}
@@ -86,6 +88,13 @@ class ZonectlWebhookServer(kopf.WebhookServer):
             return aiohttp.web.json_response(denial(exc.uid, str(exc)))
         finally:
             self._timers[webhook if webhook in ENDPOINTS else "unknown"].observe(time.perf_counter() - started)
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        async for client_config in super().__call__(fn):
+            # kopf yields once its site has started: only now may the replica take webhook traffic
+            if self.on_listening is not None:
+                self.on_listening()
+            yield client_config
 
 
 def operator_settings(**overrides: Any) -> kopf.OperatorSettings:
