@@ -133,7 +133,8 @@ def test_policy_becomes_ready(kube: Kube, world) -> None:
         return p if c and c["status"] == "True" else None
 
     p = kube.wait("policy Ready", ready)
-    assert p["status"]["observedGeneration"] == p["metadata"]["generation"] and p["status"]["ruleCount"] == 2
+    # the ingress rule and one default per direction (ingress Deny, egress Allow): every direction is written
+    assert p["status"]["observedGeneration"] == p["metadata"]["generation"] and p["status"]["ruleCount"] == 3
     assert "zonectl.io/finalizer" in p["metadata"]["finalizers"]
 
 
@@ -190,7 +191,8 @@ def test_zone_in_use_cannot_be_deleted(kube: Kube, world) -> None:
 
 def test_bad_policy_update_keeps_previous_rules(kube: Kube, world) -> None:
     kube.custom.patch_namespaced_custom_object(GROUP, VERSION, NS, "securityzonepolicies", world["policy"], {
-        "spec": {"ingress": [{"name": "same-zone", "action": "Allow", "from": [{"zone": "no-such-zone"}]}]}})
+        "spec": {"ingress": [{"name": "same-zone", "action": "Allow", "from": [{"zone": "no-such-zone"}],
+                              "ports": [{"protocol": "TCP", "port": 8080}]}]}})
 
     def failed():
         p = get_policy(kube, world["policy"])
@@ -199,7 +201,7 @@ def test_bad_policy_update_keeps_previous_rules(kube: Kube, world) -> None:
 
     p = kube.wait("Compiled=False", failed)
     assert "unknown zone 'no-such-zone'" in condition(p, "Compiled")["message"]
-    assert condition(p, "Programmed")["reason"] == "PreviousGeneration" and p["status"]["ruleCount"] == 2
+    assert condition(p, "Programmed")["reason"] == "PreviousGeneration" and p["status"]["ruleCount"] == 3
 
 
 def test_policy_delete_removes_it(kube: Kube, world) -> None:

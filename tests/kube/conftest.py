@@ -5,8 +5,9 @@ The session fixtures (tests/kubeplane.py, shared with tests/e2e) build the binar
 Ordering: the tests that need the control plane (tests/kube, then tests/e2e) run after every other
 layer, so the control plane (which lives until the session ends) does not load the machine while the
 timing-sensitive layers run, and a background build (scripts/test.sh) has time to finish. Inside the
-kube layer the faults run after the other tests, and the RBAC audit last: it checks every request the
-controller made during the session.
+kube layer the faults run after the other tests, then the last policy's deletion (it removes every
+policy and restarts the controller), and the RBAC audit last: it checks every request the controller
+made during the session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 HERE = Path(__file__).parent
 E2E = HERE.parent / "e2e"
-LAST = ("test_faults.py", "test_rbac.py")
+LAST = ("test_faults.py", "test_last_policy.py", "test_rbac.py")
 
 
 def _rank(item: pytest.Item) -> int:
@@ -25,7 +26,7 @@ def _rank(item: pytest.Item) -> int:
     if path.parent == HERE:
         return 2 + LAST.index(path.name) if path.name in LAST else 1
     if path.parent == E2E:
-        return 4
+        return 2 + len(LAST)
     return 0
 
 

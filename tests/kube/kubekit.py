@@ -52,6 +52,9 @@ def zone(name: str, zid: int, namespaces: list[str]) -> dict[str, Any]:
             "spec": {"id": zid, "namespaces": namespaces}}
 
 
-def policy(name: str, ns: str, zones: list[str], ingress: list[dict], priority: int = 500) -> dict[str, Any]:
+def policy(name: str, ns: str, zones: list[str], ingress: list[dict], priority: int = 500,
+           egress: list[dict] | None = None) -> dict[str, Any]:
+    """A policy of ``zones`` with these ingress rules; egress left open (``defaultAction.egress: Allow``)."""
     return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "SecurityZonePolicy", "metadata": {"name": name, "namespace": ns},
-            "spec": {"zones": zones, "priority": priority, "defaultAction": {"ingress": "Deny"}, "ingress": ingress}}
+            "spec": {"zones": zones, "priority": priority, "defaultAction": {"ingress": "Deny", "egress": "Allow"},
+                     "ingress": ingress, "egress": egress or []}}

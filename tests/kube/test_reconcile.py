@@ -30,11 +30,12 @@ def test_examples_are_ready_with_rows_in_nb(zonectl_cluster: ZonectlCluster, exa
 
 
 @pytest.fixture
-def own(zonectl_cluster: ZonectlCluster) -> dict[str, Any]:
-    """A zone and an admin policy of this test's own (unique names and id)."""
+def own(zonectl_cluster: ZonectlCluster, examples_applied: str) -> dict[str, Any]:
+    """A zone and an admin policy of this test's own (unique names and id), beside the examples' policies
+    (as in a real cluster: deleting the last policy is another story, test_last_policy.py)."""
     sfx = secrets.token_hex(3)
     w = {"zone": f"rc-{sfx}", "peer": f"rcp-{sfx}", "policy": f"rc-{sfx}", "id": zone_id()}
-    apply(zonectl_cluster, zone(w["zone"], w["id"], []), zone(w["peer"], zone_id(), []),
+    apply(zonectl_cluster, zone(w["zone"], w["id"], [f"apps-{sfx}"]), zone(w["peer"], zone_id(), [f"peers-{sfx}"]),
           policy(w["policy"], NS, [w["zone"]], [
               {"name": "web", "action": "Allow", "from": [{"zone": w["peer"]}], "ports": [{"protocol": "TCP", "port": 8080}]},
               {"name": "ssh", "action": "Allow", "from": [{"zone": w["peer"]}], "ports": [{"protocol": "TCP", "port": 22}]}]))
@@ -85,14 +86,15 @@ def test_delete_runs_the_finalizer(zonectl_cluster: ZonectlCluster, own: dict[st
     assert zonectl_cluster.kubectl("-n", NS, "get", "securityzonepolicy", own["policy"], check=False).returncode == 1
 
 
-def test_deleting_a_namespace_removes_its_policies_rows(zonectl_cluster: ZonectlCluster) -> None:
+def test_deleting_a_namespace_removes_its_policies_rows(zonectl_cluster: ZonectlCluster, examples_applied: str) -> None:
     sfx = secrets.token_hex(3)
     ns, zname = f"tenant-{sfx}", f"tz-{sfx}"
     zonectl_cluster.kubectl("create", "namespace", ns)
     apply(zonectl_cluster, zone(zname, zone_id(), [ns]))
     # A tenant may only write policies for zones the webhook already knows; its cache follows a watch,
     # so a policy applied in the same breath as its new zone can be refused: retry, as a user would.
-    tenant_policy = policy("own", ns, [zname], [{"name": "self", "action": "Allow", "from": [{"zone": zname}]}], priority=150)
+    tenant_policy = policy("own", ns, [zname], [{"name": "self", "action": "Allow", "from": [{"zone": zname}],
+                                                         "ports": [{"protocol": "TCP", "port": 8080}]}], priority=150)
     wait("the tenant policy admitted", lambda: zonectl_cluster.kubectl(
         "apply", "-f", "-", input=yaml.safe_dump(tenant_policy), check=False).returncode == 0, timeout=30)
     assert conditions(settled(zonectl_cluster, "own", ns))["Ready"]["status"] == "True"

@@ -295,20 +295,23 @@ class Handled:
 async def call(handler: Callable[..., Awaitable[Any]], raw: dict[str, Any], **kwargs: Any) -> Handled:
     """Call a kopf handler the way kopf does (Body, Patch, logger kwargs), capturing Events from kopf's queue.
 
-    The status the handler patched is merged into ``raw`` afterwards, as the API server would.
+    The status the handler patched is merged into ``raw`` afterwards, as the API server would (kopf applies
+    the patch also when the handler raises, e.g. a TemporaryError that retries a deletion).
     """
     queue: asyncio.Queue = asyncio.Queue()
     posting.settings_var.set(kopf.OperatorSettings())
     posting.event_queue_var.set(queue)
     posting.event_queue_loop_var.set(asyncio.get_running_loop())
     patch = kopf.Patch()
-    await handler(body=kopf.Body(raw), patch=patch, logger=logging.getLogger("test"), **kwargs)
+    try:
+        await handler(body=kopf.Body(raw), patch=patch, logger=logging.getLogger("test"), **kwargs)
+    finally:
+        status = dict(patch).get("status")
+        if status:
+            raw.setdefault("status", {}).update(status)
     events = []
     while not queue.empty():
         events.append(queue.get_nowait())
-    status = dict(patch).get("status")
-    if status:
-        raw.setdefault("status", {}).update(status)
     return Handled(patch, events)
 
 

@@ -383,6 +383,9 @@ def test_deleting_the_last_policy_keeps_its_rows_until_allow_empty(env: Env, op_
     with pytest.raises(kopf.TemporaryError, match="the rule set is empty"):
         run(call(env.ctl.policy_deleted, ps["db"]))
     assert env.acls("zonectl-system/db") == db_rows
+    ready = condition(ps["db"], "Ready")  # where a user sees it, also in a namespace being deleted (no Events there)
+    assert (ready["status"], ready["reason"]) == ("False", "RemoveFailed") and "the rule set is empty" in ready["message"]
+    assert condition(ps["db"], "Compiled")["status"] == "True"  # the other conditions stay as they were
     allowing = OvnBackend.connect({"nb": env.sb.nb_remote, "timeout": 2, "allowEmpty": True}, op_config.core.layout)
     try:
         env.ctl.reconciler.backend = allowing

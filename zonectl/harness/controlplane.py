@@ -28,6 +28,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,9 @@ class ControlPlane:
         self.pki: Pki | None = None
         self.kubeconfig = Path()
         self._args: dict[str, list[str]] = {}
+        # (start, end) wall-clock times when a restarted kube-apiserver was not Ready yet: it may answer
+        # before its RBAC caches are filled (a 403 then says nothing about the roles)
+        self.unready: list[tuple[float, float]] = []
 
     # ----- lifecycle ---------------------------------------------------------------------------------
 
@@ -147,11 +151,14 @@ class ControlPlane:
 
     def restart(self, name: str) -> None:
         """Stop one component and start it again with the same arguments and port (clients reconnect)."""
+        began = time.time()
         self._kill(name)
         self._spawn(name, self._args[name])
         check = self.ready if name == "kube-apiserver" else (
             self._etcd_healthy if name == "etcd" else lambda: self._healthz(name))
         self._wait(name, check)
+        if name == "kube-apiserver":
+            self.unready.append((began, time.time()))
 
     @contextlib.contextmanager
     def paused(self, name: str = "etcd") -> Iterator[None]:
@@ -167,11 +174,19 @@ class ControlPlane:
         return (self.dir / f"{name}.log").read_text(errors="replace")
 
     def audit_events(self) -> list[dict[str, Any]]:
-        """The audit log so far (one event per request of an ``audit_groups`` user, stage ResponseComplete)."""
+        """The audit log so far: one event per request of an ``audit_groups`` user, its latest stage.
+
+        A watch is logged when its response starts (ResponseStarted), not only when it ends: a watch
+        that outlives the session (kopf's) would otherwise never show up."""
         path = self.dir / "audit.log"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        latest: dict[str, dict[str, Any]] = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                event = json.loads(line)
+                latest[event["auditID"]] = event
+        return list(latest.values())
 
     # ----- clients -----------------------------------------------------------------------------------
 
@@ -300,7 +315,7 @@ class ControlPlane:
         policy = self.dir / "audit-policy.yaml"
         policy.write_text(json.dumps({
             "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-            "omitStages": ["RequestReceived", "ResponseStarted", "Panic"],
+            "omitStages": ["RequestReceived", "Panic"],
             "rules": [{"level": "Metadata", "userGroups": list(self.audit_groups)}, {"level": "None"}]}))
         return [f"--audit-policy-file={policy}", f"--audit-log-path={self.dir / 'audit.log'}",
                 "--audit-log-mode=blocking", "--audit-log-format=json"]

@@ -32,7 +32,7 @@ from .config import ControllerConfig
 from .metrics import Metrics
 from .reconcile import Note, PolicyOutcome, PolicyReconciler, policy_key, short
 from .review import ENDPOINTS, POD_WEBHOOK, POLICY_WEBHOOK, ZONE_WEBHOOK, Review
-from .status import Condition, render_conditions, same_status
+from .status import Condition, find, render_conditions, same_status, with_condition
 from .verify import PodTracker, PodView, is_terminated, observe
 from .zonestate import ZoneState
 
@@ -296,14 +296,25 @@ class Controller:
         if self.rec.due(policy_key(body)):
             self._apply_outcome(body, patch, await self.rec.reconcile(body))
 
-    async def policy_deleted(self, body: Any, logger: logging.Logger = LOG, **_: Any) -> None:
-        """Finalizer: remove exactly this policy's rows; if the backend fails, kopf retries (object stays)."""
+    async def policy_deleted(self, body: Any, patch: kopf.Patch, logger: logging.Logger = LOG, **_: Any) -> None:
+        """Finalizer: remove exactly this policy's rows; if the backend fails, kopf retries (object stays).
+
+        Why the deletion waits is said once per reason, twice: a Warning Event ``RemoveFailed`` and the
+        policy's ``Ready`` condition. The condition is what a user sees when the policy's namespace is
+        being deleted: the API server refuses new Events there, but not status writes."""
         key = policy_key(body)
         try:
             report = await self.rec.delete(key)
         except Exception as exc:
             self.metrics.reconcile_errors.labels("policy", "delete").inc()
-            post(body, Note("Warning", "RemoveFailed", f"could not remove the rules of {key}: {short(exc)}"))
+            message = f"deletion waits: could not remove the rules of {key}: {short(exc)}"
+            status = body.get("status") or {}
+            ready = find(status.get("conditions"), "Ready") or {}
+            if (ready.get("reason"), ready.get("message")) != ("RemoveFailed", message):
+                post(body, Note("Warning", "RemoveFailed", message))
+                patch.status["conditions"] = with_condition(status.get("conditions"),
+                                                            Condition("Ready", False, "RemoveFailed", message),
+                                                            status.get("observedGeneration"))
             raise kopf.TemporaryError(f"removing {key} failed: {short(exc)}", delay=10) from exc
         logger.info("removed the rules of %s: %s", key, report.summary)
 

@@ -55,6 +55,15 @@ def render_conditions(
     return out
 
 
+def with_condition(previous: Any, condition: Condition, generation: int | None,
+                   now: str | None = None) -> list[dict[str, Any]]:
+    """The ``previous`` conditions with ``condition`` in place of the one of its type (or added)."""
+    items = [dict(c) for c in previous if isinstance(c, Mapping)] if isinstance(previous, list) else []
+    rendered = render_conditions([condition], items, generation, now)[0]
+    out = [rendered if c.get("type") == condition.type else c for c in items]
+    return out if rendered in out else [*out, rendered]
+
+
 def find(conditions: Any, type_: str) -> Mapping[str, Any] | None:
     for c in conditions if isinstance(conditions, list) else []:
         if isinstance(c, Mapping) and c.get("type") == type_:
