@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import itertools
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kubeplane import ROOT, ZonectlCluster, wait
+from kubeplane import ROOT, ZonectlCluster, wait, zone_id
 
 # the unit layer's table of broken CRs (one source: a case added there is sent to the API server too)
 _spec = importlib.util.spec_from_file_location("unit_test_crds", ROOT / "tests" / "unit" / "test_crds.py")
@@ -32,7 +34,6 @@ API_MESSAGES = {
     "zone name not a DNS label": "metadata.name: Invalid value: \"DMZ_1\": a lowercase RFC 1123 subdomain",
     "namespace listed twice": 'spec.namespaces[1]: Duplicate value: "a"',
     "bad namespace name": "spec.namespaces[0] in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
-    "typo in a zone field": 'strict decoding error: unknown field "spec.namespace"',
     "egress pool too small": 'spec.egress.pool: Invalid value: "100.64.21.0/31"',
     "egress pool IPv6": 'spec.egress.pool: Invalid value: "fd00::/64"',
     "egress address missing": "spec.egress.address: Required value",
@@ -50,7 +51,6 @@ API_MESSAGES = {
     "rule without action": "spec.ingress[0].action: Required value",
     "action case": 'spec.ingress[0].action: Unsupported value: "allow"',
     "rule name twice": "spec.ingress: Invalid value: rule names must be unique",
-    "from in an egress rule": 'strict decoding error: unknown field "spec.egress[0].from"',
     "empty peer list": "spec.ingress[0].from in body should have at least 1 items",
     "peer with two kinds": "spec.ingress[0].from[0]: Invalid value: a peer needs exactly one of zone, cidr, nat64",
     "empty peer": "spec.ingress[0].from[0]: Invalid value: a peer needs exactly one of zone, cidr, nat64",
@@ -69,6 +69,10 @@ API_MESSAGES = {
     "endPort without port": "spec.ingress[0].ports[0]: Invalid value: endPort needs port",
     "endPort below port": "spec.ingress[0].ports[0]: Invalid value: endPort must not be lower than port",
     "ports without protocol": "spec.ingress[0].ports[0].protocol: Required value",
+    "nat64 cidr typo": "spec.egress[0].to[0].nat64: Invalid value: nat64 needs exactly one of cidrs (a non-empty list) or any: true",
+    "peer key typo": "spec.ingress[0].from[0]: Invalid value: a peer needs exactly one of zone, cidr, nat64, any",
+    "port key typo": "spec.ingress[0].ports[0]: Invalid value: a port entry needs exactly one of port, icmpType or any: true",
+    "Port: 22 (a typo of port)": "spec.ingress[0].ports[0]: Invalid value: a port entry needs exactly one of port, icmpType or any: true",
 }
 
 # More than the unit layer can judge: limits and names only the API server applies.
@@ -172,19 +176,50 @@ def test_printer_columns(zonectl_cluster: ZonectlCluster, examples_applied: str)
         assert row["PRIORITY"] == str(body["spec"].get("priority", 500)) or row["PRIORITY"] == "<none>"
 
 
-@pytest.mark.xfail(strict=True, reason="known, open: without fieldValidation=Strict (client libraries, GitOps tools, "
-                   "kubectl --validate=false) the API server prunes unknown fields before any webhook sees them, so "
-                   "a typo like `Port: 22` makes an allow-all-TCP rule; the CRDs need x-kubernetes-preserve-unknown-"
-                   "fields with the validating webhook refusing unknown keys (CRD/core work on another branch)")
-def test_a_typo_from_a_client_without_strict_validation_is_refused(zonectl_cluster: ZonectlCluster) -> None:
+# Every key of the example and rich objects misspelled (tests/unit/test_pruning.py), and the typos the
+# schema alone accepts (unit.TYPOS): sent by a client without strict field validation, which the API
+# server would once have pruned (`Port: 22` made an allow-all-TCP port entry).
+sys.modules.setdefault("test_crds", unit)  # test_pruning imports it by that name
+_pspec = importlib.util.spec_from_file_location("unit_test_pruning", ROOT / "tests" / "unit" / "test_pruning.py")
+assert _pspec is not None and _pspec.loader is not None
+pruning = importlib.util.module_from_spec(_pspec)
+_pspec.loader.exec_module(pruning)
+TYPOS = ([(name, obj, expected) for name, obj, expected in unit.TYPOS]
+         + [(p.id, pruning.misspelled(*p.values), f"unknown field(s) {pruning.typo_key(p.values[1])}")
+            for p in pruning.TYPO_CASES])
+_typo_names = itertools.count()
+
+
+def renamed(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` under a name (and zone id) of its own: what is judged is the typo, not a clash."""
+    obj = copy.deepcopy(obj)
+    obj["metadata"]["name"] = f"typo-{next(_typo_names)}"
+    if obj["kind"] == "SecurityZonePolicy":
+        obj["metadata"]["namespace"] = "zonectl-system"
+    elif "id" in obj["spec"]:
+        obj["spec"]["id"] = zone_id()
+    return obj
+
+
+@pytest.mark.parametrize("validation", ["Ignore", "Strict"])
+@pytest.mark.parametrize("name,obj,expected", [pytest.param(*t, id=t[0]) for t in TYPOS])
+def test_a_typo_is_refused_from_every_client(zonectl_cluster: ZonectlCluster, name: str, obj: dict,
+                                             expected: str, validation: str) -> None:
+    """kubectl asks for strict field validation, many clients do not (Ignore): the answer is the same."""
     from kubernetes.client.exceptions import ApiException
 
-    obj = unit.policy(ingress=[{"name": "ssh", "action": "Allow", "ports": [{"protocol": "TCP", "Port": 22}]}])
-    obj["metadata"]["namespace"] = "zonectl-system"
-    try:
-        stored = zonectl_cluster.custom.create_namespaced_custom_object(
-            "zonectl.io", "v1alpha1", "zonectl-system", "securityzonepolicies", obj, dry_run="All")
-    except ApiException as exc:
-        assert "Port" in json.loads(exc.body)["message"]
-        return
-    pytest.fail(f"accepted, and stored as {stored['spec']['ingress'][0]['ports']}: every TCP port")
+    obj = renamed(obj)
+    custom = zonectl_cluster.custom
+    with pytest.raises(ApiException) as err:
+        if obj["kind"] == "SecurityZone":
+            custom.create_cluster_custom_object("zonectl.io", "v1alpha1", "securityzones", obj,
+                                                field_validation=validation, dry_run="All")
+        else:
+            custom.create_namespaced_custom_object("zonectl.io", "v1alpha1", "zonectl-system", "securityzonepolicies",
+                                                   obj, field_validation=validation, dry_run="All")
+    message = json.loads(err.value.body)["message"]
+    if unit.validate(obj):  # the schema or a CEL rule refuses what is left without the key meant
+        assert err.value.status == 422, message
+    else:  # kept as written, so the controller's webhook sees it and names it
+        assert err.value.status == 400, message
+        assert "denied the request" in message and expected in message, message

@@ -151,6 +151,27 @@ def test_policy_authority(ctl, tls_files):
     assert r4["response"]["allowed"] is True
 
 
+def test_policy_authority_refuses_what_does_not_parse_but_not_unknown_zones(ctl, tls_files):
+    """The CRD keeps unknown fields, so a typo reaches the webhook: refused (400) by name, admin or not. A
+    zone the webhook does not know yet is not refused here (it may come in the same apply): compiling says."""
+    typo = _policy("zonectl-system", ["dmz"])
+    typo["spec"]["ingress"] = [{"action": "Allow", "from": [{"any": True}], "ports": [{"protocol": "TCP", "Port": 22}]}]
+    bad_cidr = _policy("zonectl-system", ["dmz"])
+    bad_cidr["spec"]["egress"] = [{"action": "Allow", "to": [{"cidr": "::/::"}], "ports": [{"protocol": "Any"}]}]
+    both = _policy("web-apps", ["db"])
+    both["spec"]["priorty"] = both["spec"].pop("priority")
+    later = _policy("zonectl-system", ["not-yet"])
+    later["spec"]["ingress"] = [{"action": "Allow", "from": [{"zone": "neither-yet"}], "ports": [{"protocol": "Any"}]}]
+    r_typo, r_cidr, r_both, r_later = admit(ctl, tls_files, *[(POLICY_WEBHOOK, review(p)) for p in (typo, bad_cidr, both, later)])
+    status = r_typo["response"]["status"]
+    assert r_typo["response"]["allowed"] is False and status["code"] == 400
+    assert "spec.ingress[0].ports[0]: unknown field(s) Port (did you mean port?)" in status["message"]
+    assert r_cidr["response"]["allowed"] is False and "spec.egress[0].to[0].cidr" in r_cidr["response"]["status"]["message"]
+    message = r_both["response"]["status"]["message"]
+    assert "unknown field(s) priorty (did you mean priority?)" in message and "may not place pods in zone 'db'" in message
+    assert r_later["response"]["allowed"] is True
+
+
 def test_zone_guard(ctl, tls_files):
     zones = {z["metadata"]["name"]: z for z in zone_bodies()}
     for body in policy_bodies():

@@ -5,13 +5,15 @@ rules where the zone may go; peers are zones (scope cluster or datacenter), IPv6
 masks, or IPv4 destinations behind the NAT64 prefix. Parsing collects every problem with its field
 path, so one ``kubectl apply`` round trip shows the user everything to fix.
 
-Fail closed, also against the API server: it *prunes* unknown fields when a client does not ask for
-strict validation, so a mistyped key arrives here as an absent one. Hence nothing that is absent or
-empty ever means "everything", nor loses a Deny: both rule lists are required (``[]`` for none),
-every rule lists its peers and its ports, "any" is spelled out (``{any: true}``; all traffic is
-``{protocol: Any}``); a missing ``defaultAction`` direction is Deny; ``priority`` is required (a default
-would silently reorder a policy against the others); and in a Deny rule the fields whose absence
-would deny less (a zone peer's ``scope``, a port's ``endPort``) must be written out.
+Fail closed, also against the API server: it would *prune* unknown fields when a client does not ask
+for strict validation, so a mistyped key would arrive as an absent one. The CRDs keep unknown fields
+under spec, and this parser (in the validating webhooks and the controller) refuses them by name. And
+still nothing that is absent or empty ever means "everything", nor loses a Deny: both rule lists are
+required (``[]`` for none), every rule lists its peers and its ports, "any" is spelled out (``{any:
+true}``; all traffic is ``{protocol: Any}``); a missing ``defaultAction`` direction is Deny;
+``priority`` is required (a default would silently reorder a policy against the others); and in a Deny
+rule the fields whose absence would deny less (a zone peer's ``scope``, a port's ``endPort``) must be
+written out.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ def _parse_nat64(value: Any, path: str, errs: Collector) -> tuple[IPv4Network, .
     return tuple(nets)
 
 
-def _parse_peer(item: Any, path: str, deny: bool, registry: ZoneRegistry, errs: Collector) -> Peer | None:
+def _parse_peer(item: Any, path: str, deny: bool, registry: ZoneRegistry | None, errs: Collector) -> Peer | None:
     body = f.mapping(item, path, errs, (*PEER_KINDS, "scope"), what="an object with one of zone, cidr, nat64, any")
     if body is None:
         return None
@@ -231,6 +233,8 @@ def _parse_peer(item: Any, path: str, deny: bool, registry: ZoneRegistry, errs: 
         return None
     if name is None or scope is None:
         return None
+    if registry is None:  # names only (see parse_policy)
+        return Peer("zone", zone=name, scope=scope)
     if registry.get(name) is None:
         known = ", ".join(sorted(z.name for z in registry.zones)) or "none"
         errs.add(f"{path}.zone", f"unknown zone {name!r} (known zones: {known})")
@@ -241,7 +245,7 @@ def _parse_peer(item: Any, path: str, deny: bool, registry: ZoneRegistry, errs: 
     return Peer("zone", zone=name, scope=scope)
 
 
-def _parse_peers(value: Any, path: str, deny: bool, registry: ZoneRegistry, errs: Collector) -> tuple[Peer, ...]:
+def _parse_peers(value: Any, path: str, deny: bool, registry: ZoneRegistry | None, errs: Collector) -> tuple[Peer, ...]:
     if value is f.MISSING:
         errs.add(path, "is required: list the peers, or write [{any: true}] for any peer")
         return ()
@@ -253,7 +257,7 @@ def _parse_peers(value: Any, path: str, deny: bool, registry: ZoneRegistry, errs
     return tuple(out)
 
 
-def _parse_rules(value: Any, direction: Direction, registry: ZoneRegistry, errs: Collector) -> tuple[PolicyRule, ...]:
+def _parse_rules(value: Any, direction: Direction, registry: ZoneRegistry | None, errs: Collector) -> tuple[PolicyRule, ...]:
     path = f"spec.{direction}"
     if value is f.MISSING:
         errs.add(path, f"is required ({direction}: [] for no rules): a mistyped list that the API server "
@@ -297,14 +301,14 @@ def _parse_rules(value: Any, direction: Direction, registry: ZoneRegistry, errs:
     return tuple(out)
 
 
-def _parse_zones(value: Any, registry: ZoneRegistry, errs: Collector) -> tuple[str, ...]:
+def _parse_zones(value: Any, registry: ZoneRegistry | None, errs: Collector) -> tuple[str, ...]:
     out: list[str] = []
     for i, z in enumerate(f.items(value, "spec.zones", errs, max_items=MAX_ZONES, what="a list of zone names",
                                   empty="list at least one zone this policy applies to")):
         name = f.name(z, f"spec.zones[{i}]", errs, "a zone name")
         if name is None:
             continue
-        if registry.get(name) is None:
+        if registry is not None and registry.get(name) is None:
             known = ", ".join(sorted(x.name for x in registry.zones)) or "none"
             errs.add(f"spec.zones[{i}]", f"unknown zone {name!r} (known zones: {known})")
         elif name in out:
@@ -347,8 +351,12 @@ def _source(body: Any) -> str:
     return f"SecurityZonePolicy {ns}/{name}"
 
 
-def parse_policy(body: Mapping[str, Any], registry: ZoneRegistry) -> Policy:
-    """A Policy from a SecurityZonePolicy object; raises ValidationError naming every bad field."""
+def parse_policy(body: Mapping[str, Any], registry: ZoneRegistry | None) -> Policy:
+    """A Policy from a SecurityZonePolicy object; raises ValidationError naming every bad field.
+
+    ``registry`` None checks the object on its own: zone names are not looked up (the validating
+    webhook: a policy may arrive in the same ``kubectl apply`` as its zones, before the webhook's
+    cache has them; compiling checks them against the zones)."""
     source = _source(body)
     errs = Collector()
     if not isinstance(body, Mapping):

@@ -23,8 +23,9 @@ from typing import Any, Callable, Mapping, cast
 
 import kopf
 
-from ..core.errors import ValidationError
+from ..core.errors import Problem, ValidationError
 from ..core.fields import short as short_value
+from ..core.policy import parse_policy
 from ..core.zones import parse_zone
 from .admission import PodDecision, decide_create, decide_update, json_patch, review_response
 from .authority import authority_problems
@@ -128,19 +129,27 @@ class Controller:
 
     async def policy_authority(self, body: Any, old: Any = None, operation: str = "CREATE", dryrun: bool = False,
                                **_: Any) -> None:
-        """Validating webhook for SecurityZonePolicy: may this namespace govern these zones?
+        """Validating webhook for SecurityZonePolicy: is it valid on its own, and may this namespace
+        govern these zones?
 
+        "Valid on its own" is the controller's parser without the zone lookup (compiling does that), so
+        a typo is refused at ``kubectl apply`` from every client: the CRD keeps unknown fields for this.
         Only a changed spec is judged: metadata-only updates (the controller's own finalizer and
         annotations, or its removal of the finalizer of a policy that lost its authority) must pass.
         """
         if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
             return
-        problems = authority_problems(body, self.state, self.settings)
+        invalid: tuple[Problem, ...] = ()
+        try:
+            parse_policy(body, None)
+        except ValidationError as exc:
+            invalid = exc.problems
+        problems = [*invalid, *authority_problems(body, self.state, self.settings)]
         if not dryrun:
             self.metrics.admitted("policy", "denied" if problems else "allowed")
         if problems:
             raise kopf.AdmissionError(str(ValidationError(problems, source=f"SecurityZonePolicy {policy_key(body)}")),
-                                      code=403)
+                                      code=400 if invalid else 403)
 
     async def zone_guard(self, body: Any, old: Any, operation: str, dryrun: bool = False, **_: Any) -> None:
         """Validating webhook for SecurityZone: valid and unique on write, and not deleted while in use."""
