@@ -15,7 +15,7 @@ import pytest
 
 from zonectl.core.config import Config, parse_config
 from zonectl.core.zones import ZoneRegistry
-from zonectl.inputs import load_documents, of_kind
+from zonectl.inputs import load_documents, of_kind, read_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -58,7 +58,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> object:
 
 @pytest.fixture(scope="session")
 def example_config() -> Config:
-    return parse_config(load_documents([EXAMPLES / "config.yaml"])[0])
+    return parse_config(read_mapping(EXAMPLES / "config.yaml"))
 
 
 @pytest.fixture(scope="session")

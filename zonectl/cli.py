@@ -159,7 +159,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     registry = load_registry(config.layout, args.zones)
-    nodes = load_nodes(args.nodes)
+    nodes = load_nodes(args.nodes, config.layout)
     if args.format in export.CIDR_FORMATS and args.scope == "datacenter":
         raise UsageError(
             f"{args.format} has no wildcard masks: it lists this cluster's node CIDRs (--nodes), so it cannot "

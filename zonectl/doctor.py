@@ -152,17 +152,14 @@ def check_crds(kubeconfig: str | None) -> Check:
 # --- command ------------------------------------------------------------------------------------------
 def run_checks(args: argparse.Namespace) -> list[Check]:
     from .core.rules import compile_objects
-    from .inputs import load_config, load_documents, load_registry, of_kind
+    from .inputs import load_config, load_policies, load_registry
 
+    # An input that does not load is an input error like in every command (one line, exit status 2), not a
+    # finding about the deployment: nothing can be checked against a config that does not parse.
+    config = load_config(args.config)
+    registry = load_registry(config.layout, args.zones)
+    rules = compile_objects(load_policies(args.files), registry, config.nat64) if args.files else None
     checks: list[Check] = []
-    try:
-        config = load_config(args.config)
-        registry = load_registry(config.layout, args.zones)
-        rules = None
-        if args.files:
-            rules = compile_objects(of_kind(load_documents(args.files), "SecurityZonePolicy"), registry, config.nat64)
-    except ZonectlError as exc:
-        return [Check("config", "fail", str(exc))]
     checks.append(Check("config", "ok", f"layout {config.layout.cluster}, {len(registry)} zones"
                         + (f", {len(rules)} compiled rules" if rules is not None else "")))
     if "ovn" in args.skip:

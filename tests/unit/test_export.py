@@ -37,7 +37,7 @@ EXT = {"json": "json", "csv": "csv", "nftables": "nft", "ip6tables": "rules", "c
 
 CONFIG = parse_config(yaml.safe_load((EXAMPLES / "config.yaml").read_text()))
 REGISTRY = ZoneRegistry.from_objects(CONFIG.layout, of_kind(load_documents([EXAMPLES / "zones.yaml"]), "SecurityZone"))
-NODES = node_cidrs(load_documents([EXAMPLES / "nodes.yaml"]))
+NODES = node_cidrs([EXAMPLES / "nodes.yaml"], CONFIG.layout)
 
 
 def assert_golden(name: str, text: str) -> None:

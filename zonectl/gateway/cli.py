@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..core.errors import ValidationError
-from ..inputs import CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, signature
+from ..inputs import CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, read_published, signature
 from .daemon import Inputs
 
 if TYPE_CHECKING:
@@ -52,9 +52,7 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
     gateway = parse_gateway(section)
     if args.inputs:
-        from ..core.published import read_document  # the one loader (the OVN node agent uses it too)
-
-        published = read_document(args.inputs, config.layout)
+        published = read_published(args.inputs, config.layout)  # the one reader (the OVN node agent's too)
         registry, ruleset = published.registry, published.gateway
     else:
         if not args.zones:

@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from zonectl.core.errors import ValidationError, ZonectlError
 from zonectl.core.layout import Layout
 from zonectl.core.rules import Rule
-from zonectl.inputs import signature
+from zonectl.inputs import read_published, signature
 from zonectl.metrics_server import MetricsServer, registry_of
 from zonectl.render.ovn_match import assign_priorities
 
@@ -68,9 +68,7 @@ class InputsFile:
         return signature(self.path)
 
     def load(self) -> AgentInputs:
-        from zonectl.core.published import read_document
-
-        published = read_document(self.path, self.layout)
+        published = read_published(self.path, self.layout)
         if published.complete is None:
             raise ValidationError(
                 "the document has no `ovn` part (the complete rule set): it is the empty one the manifests ship, "
