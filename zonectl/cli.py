@@ -14,10 +14,10 @@ import importlib
 import json
 import sys
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from . import __version__
-from .core.errors import ValidationError, ZonectlError
+from .core.errors import ValidationError, ZonectlError, one_line
 from .inputs import (
     CONFIG_ENV,
     CONFIG_HELP,
@@ -214,6 +214,16 @@ def _add_plugin(sub: argparse._SubParsersAction, name: str, wanted: bool) -> Non
 
 
 # --- parser -----------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (like every other error), naming the command to ask for help.
+
+    Sub-parsers are made with the class of their parent, so every sub-command, plugins included, uses it."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"zonectl: error: {one_line(message)} (see: {self.prog} --help)\n")
+        sys.exit(EXIT_ERROR)
+
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
@@ -222,7 +232,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The whole parser; a plugin's real sub-parser is built only when ``argv`` names it."""
     from .render.export import FORMATS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="zonectl",
         formatter_class=_formatter,
         description="Security zones encoded in IPv6 pod addresses, enforced with wildcard masks.",

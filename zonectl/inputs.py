@@ -8,6 +8,7 @@ up into ``zonectl.cli`` for it.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import stat
@@ -56,16 +57,18 @@ def read_bytes(path: str | Path, what: str, limit: int) -> bytes:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ValidationError(f"cannot read: {exc.strerror or exc}", source=f"{what} {p}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
             raise ValidationError("is a directory, not a file", source=f"{what} {p}")
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(mode):
             raise ValidationError("is not a regular file (a FIFO, socket or device)", source=f"{what} {p}")
-        try:
+        with os.fdopen(os.dup(fd), "rb") as fh:
             data = fh.read(limit + 1)
-        except OSError as exc:
-            raise ValidationError(f"cannot read: {exc.strerror or exc}", source=f"{what} {p}") from None
+    except OSError as exc:
+        raise ValidationError(f"cannot read: {exc.strerror or exc}", source=f"{what} {p}") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise ValidationError(f"is larger than {limit >> 20} MiB, the limit for a {what} file", source=f"{what} {p}")
     return data
@@ -231,6 +234,37 @@ def _add_node(out: dict[IPv6Network, str], cidr: Any, path: str, where: str, lay
     out[net] = where
 
 
+# --- values on the command line ------------------------------------------------------------------
+MAX_SECONDS = 86_400.0
+
+
+def seconds(text: str) -> float:
+    """An argparse type for ``--timeout``, ``--interval``, ``--poll``: finite seconds above 0, at most a day
+    (``float()`` alone takes ``nan``, ``inf`` and ``-1``, which would wait forever or never)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{f.short(text)} is not a number of seconds") from None
+    if not 0 < value <= MAX_SECONDS:  # NaN fails this test too
+        raise argparse.ArgumentTypeError(f"{f.short(text)} must be a number of seconds above 0, at most {MAX_SECONDS:g}")
+    return value
+
+
+def count(lo: int, hi: int) -> Any:
+    """An argparse type: an integer from ``lo`` to ``hi``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{f.short(text)} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not from {lo} to {hi}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
 # --- what every command loads -------------------------------------------------------------------
 def config_path(arg: str | None) -> Path:
     """--config, else $ZONECTL_CONFIG, else ./zonectl.yaml (read at call time, never at import)."""
@@ -285,6 +319,18 @@ def load_nodes(paths: Sequence[str] | None, layout: "Layout") -> list[IPv6Networ
     if not nodes:
         raise UsageError(f"no IPv6 node podCIDR in {', '.join(paths)} (expected Node objects or a `cidrs:` list)")
     return nodes
+
+
+def read_pem(path: str | Path, what: str) -> str:
+    """A PEM file (key or certificate) handed to a library: read here first, so a FIFO, a directory or a binary
+    file is one message naming it rather than a hang or a failure deep inside the TLS code."""
+    try:
+        text = decode(read_bytes(path, what, LIMITS["config"]))
+    except ValidationError as exc:
+        raise exc if exc.source else exc.prefixed(f"{what} {path}") from None
+    if "-----BEGIN " not in text:
+        raise ValidationError("is not a PEM file (no -----BEGIN line)", source=f"{what} {path}")
+    return text
 
 
 def read_published(path: str | Path, layout: "Layout") -> "Published":

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..core.errors import ValidationError
-from ..inputs import CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, read_published, signature
+from ..inputs import (CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, read_published, seconds,
+                      signature)
 from .daemon import Inputs
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     if getattr(args, "metrics_listen", None):
         section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
     gateway = parse_gateway(section)
+    if args.inputs and (args.zones or args.policies):
+        raise UsageError("--inputs FILE and --zones/--policies exclude each other: the published document already "
+                         "holds the zones and the compiled rules")
     if args.inputs:
         published = read_published(args.inputs, config.layout)  # the one reader (the OVN node agent's too)
         registry, ruleset = published.registry, published.gateway
@@ -197,7 +201,7 @@ def add_run_parser(sub: argparse._SubParsersAction, name: str = "run") -> argpar
                        "--cleanup-on-exit removes everything zonectl added.",
                        epilog="example:\n  zonectl run gateway --config /etc/zonectl/zonectl.yaml --inputs /etc/zonectl/gateway.json")
     _common(p)
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between input file checks (default 2)")
+    p.add_argument("--interval", type=seconds, default=2.0, help="seconds between input file checks (default 2)")
     p.add_argument("--metrics-listen", metavar="HOST:PORT", help="override gateway.metrics.listen ('off' disables)")
     p.add_argument("--cleanup-on-exit", action="store_true", help="remove rules, routes, TUNs and NAT on exit")
     p.set_defaults(func=cmd_run)
@@ -231,7 +235,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        "Exit status 2 (and nothing changed) when the input is refused.")
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="print and check the plan; change nothing")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a running daemon (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="seconds to wait for a running daemon (default 30)")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("status", formatter_class=fmt, help="Tayga instances, mappings and per-zone counters",

@@ -57,6 +57,11 @@ class AgentInputs:
     digest: str
 
 
+class IncompleteInputs(ValidationError):
+    """A document without the complete rule set: the placeholder the manifests ship, until the controller
+    (in interconnect mode) publishes; the agent waits for it rather than failing."""
+
+
 class InputsFile:
     """The published document in a file; ``load()`` parses it with the gateway's loader (one loader)."""
 
@@ -70,7 +75,7 @@ class InputsFile:
     def load(self) -> AgentInputs:
         published = read_published(self.path, self.layout)
         if published.complete is None:
-            raise ValidationError(
+            raise IncompleteInputs(
                 "the document has no `ovn` part (the complete rule set): it is the empty one the manifests ship, "
                 "or the controller does not run with ovn.mode: interconnect", source=f"inputs {self.path}")
         return AgentInputs(published.complete.rules, frozenset(published.keep), published.digest)

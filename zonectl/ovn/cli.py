@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from zonectl.core.errors import ValidationError
-from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, load_registry
+from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, load_registry, read_pem, seconds
 
 from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn
 
@@ -65,6 +65,9 @@ def _open(args: argparse.Namespace, config: Config, ovn: OvnConfig) -> tuple[NbC
     settings = NbSettings.from_section(ovn.section, args.nb)
     overrides: dict[str, Any] = {k: v for k, v in (("private_key", args.ssl_key), ("certificate", args.ssl_cert),
                                                     ("ca_cert", args.ssl_ca)) if v}
+    for option, path in (("--ssl-key", args.ssl_key), ("--ssl-cert", args.ssl_cert), ("--ssl-ca", args.ssl_ca)):
+        if path:
+            read_pem(path, option)
     if args.timeout is not None:
         overrides["timeout"] = args.timeout
     if overrides:
@@ -187,10 +190,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_agent(args: argparse.Namespace) -> int:
     """``zonectl ovn run --inputs FILE``: the node agent (zonectl/ovn/agent.py)."""
-    from zonectl.ovn.agent import Agent, InputsFile, open_retrying, serve
+    from zonectl.ovn.agent import Agent, IncompleteInputs, InputsFile, open_retrying, serve
 
-    config = load_config(args.config)  # a broken config fails at start (exit 2); a broken document never does
+    config = load_config(args.config)  # a broken config fails at start (exit 2), and so does a broken document:
     ovn = parse_ovn(config.section("ovn"))
+    source = InputsFile(args.inputs, config.layout)
+    try:  # later ones are refused and logged, the rows of the last good one staying in NB
+        source.load()
+    except IncompleteInputs:
+        pass  # the placeholder the manifests ship: wait for the controller to publish
     stop = _stop_event()
     opened = open_retrying(lambda: _open(args, config, ovn), stop)
     if opened is None:
@@ -198,7 +206,7 @@ def _run_agent(args: argparse.Namespace) -> int:
     nb, settings = opened
     mode = args.mode or ovn.drift
     interval = args.interval or ovn.resync_seconds
-    agent = Agent(nb, InputsFile(args.inputs, config.layout), settings, mode, interval=interval, poll=args.poll)
+    agent = Agent(nb, source, settings, mode, interval=interval, poll=args.poll)
     LOG.info("ovn agent: NB %s, inputs %s, drift %s, resync every %.0fs", nb.settings.remote, args.inputs, mode,
              interval)
     try:
@@ -219,7 +227,7 @@ def _common(p: argparse.ArgumentParser, *, policies_required: bool) -> None:
                    help="files or directories with SecurityZone objects")
     p.add_argument("-f", "--filename", dest="files", metavar="POLICY", action="extend", nargs="+",
                    required=policies_required, help="files or directories with SecurityZonePolicy objects")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="connect and transaction timeout (default 10)")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS", help="connect and transaction timeout (default 10)")
     p.add_argument("--ssl-key", metavar="FILE", help="private key for ssl: remotes")
     p.add_argument("--ssl-cert", metavar="FILE", help="certificate for ssl: remotes")
     p.add_argument("--ssl-ca", metavar="FILE", help="CA certificate for ssl: remotes")
@@ -286,8 +294,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--inputs", metavar="FILE",
                    help="the published rules (GatewayInputs JSON with the `ovn` part) instead of --zones/-f")
     p.add_argument("--mode", choices=DRIFT_MODES, help="default: ovn.drift in the config, else repair")
-    p.add_argument("--interval", type=float, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
-    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--interval", type=seconds, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
+    p.add_argument("--poll", type=seconds, default=2.0, metavar="SECONDS",
                    help="with --inputs: how often the file is checked for changes (default 2)")
     p.add_argument("--metrics-listen", metavar="HOST:PORT",
                    help="with --inputs: serve /metrics and /healthz here, e.g. [::]:9465 (default: off)")
