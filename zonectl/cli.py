@@ -167,7 +167,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     scopes = [args.scope] if args.scope else None
     data = export.build(registry, scopes, nodes)
-    _emit(export.render(args.format, data))
+    export.write(args.format, data, sys.stdout)
     return 0
 
 
