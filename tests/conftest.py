@@ -9,7 +9,9 @@ keeps skipping; with ``KUBECONFIG`` set it is asked for, and its skips fail too.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -69,3 +71,37 @@ def example_zones(example_config: Config) -> ZoneRegistry:
 @pytest.fixture(scope="session")
 def example_policy_bodies() -> list[dict]:
     return of_kind(load_documents([EXAMPLES / "policies.yaml"]), "SecurityZonePolicy")
+
+
+# --- worlds: real state a command must leave byte-identical ---------------------------------------------
+WORLD_UPLINK = "zt9up0"  # the uplink a netfilter world has (gateway configs of tests name it)
+
+
+@dataclass
+class NetfilterWorld:
+    """A network namespace of the test's own, with an uplink, where gateway commands run (``--netns``)."""
+
+    ns: str
+    uplink: str
+
+    def state(self) -> str:
+        from zonectl.harness.netns import netfilter_state
+
+        return netfilter_state(self.ns)
+
+
+@pytest.fixture(scope="module")
+def netfilter_world() -> Iterator[NetfilterWorld]:
+    """A namespace whose ip6tables/nftables rules tests compare before and after a command that must change
+    nothing (``zonectl.harness.netns.netfilter_state``); one per test module, removed after it."""
+    import shutil
+
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "ip6tables-restore", "nft")):
+        pytest.skip("needs root, ip, ip6tables and nft (a network namespace of its own)")
+    from zonectl.harness.netns import Netns
+
+    with Netns.create("ztw") as ns:
+        ns.run(["ip", "link", "add", WORLD_UPLINK, "type", "veth", "peer", "name", WORLD_UPLINK + "p"])
+        for dev in (WORLD_UPLINK, WORLD_UPLINK + "p"):
+            ns.run(["ip", "link", "set", dev, "up"])
+        yield NetfilterWorld(ns.name, WORLD_UPLINK)

@@ -204,8 +204,10 @@ def _node_subnets(doc: Mapping[str, Any], meta: Mapping[str, Any], errs: Collect
     if NODE_SUBNETS not in annotations:
         return path, []
     raw = f.string(annotations[NODE_SUBNETS], path, errs, max_len=4096, what="a JSON string")
+    if raw is None:
+        return path, []
     try:
-        subnets = json_document(raw) if raw is not None else {}
+        subnets = json_document(raw)
     except ValidationError as exc:
         errs.add(path, f"is not JSON: {exc}")
         return path, []
