@@ -6,12 +6,12 @@ Shared by the pure property (tests/unit/test_published_schema.py) and the same d
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hypothesis import strategies as st
 
+from docedits import at, mutated, paths
 from zonectl.core import published
 from zonectl.core.config import parse_config
 from zonectl.core.rules import compile_objects
@@ -34,41 +34,10 @@ SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**
            | st.text(max_size=30) | st.sampled_from(INJECTIONS))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
                       max_leaves=6)
-DELETE = object()
-
-
-def at(path: tuple) -> Any:
-    node: Any = BASE
-    for k in path:
-        node = node[k]
-    return node
-
-
-def paths(doc: Any, prefix: tuple = ()) -> Iterator[tuple]:
-    """Every position in the document: the root, every key of every object, every item of every list."""
-    yield prefix
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield from paths(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            yield from paths(v, prefix + (i,))
-
-
 PATHS = sorted(set(paths(BASE)), key=repr)
-FIELDS = [p for p in PATHS if not isinstance(at(p), (dict, list))]  # every scalar field of the document
-STRUCTURE = [p for p in PATHS if isinstance(at(p), (dict, list))]  # the document, its objects and lists
+FIELDS = [p for p in PATHS if not isinstance(at(BASE, p), (dict, list))]  # every scalar field of the document
+STRUCTURE = [p for p in PATHS if isinstance(at(BASE, p), (dict, list))]  # the document, its objects and lists
 
 
 def edited(path: tuple, value: Any) -> Any:
-    doc = copy.deepcopy(BASE)
-    if not path:
-        return value
-    node = doc
-    for k in path[:-1]:
-        node = node[k]
-    if value is DELETE:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return doc
+    return mutated(BASE, path, value)

@@ -29,7 +29,8 @@ from zonectl.gateway.config import parse_gateway
 from zonectl.gateway.plan import build_plan
 from zonectl.render.tayga import TaygaVersion
 
-from published_docs import at, BASE, CONFIG, DELETE, FIELDS, PATHS, STRUCTURE, VALUES, edited
+from docedits import DELETE, at
+from published_docs import BASE, CONFIG, FIELDS, PATHS, STRUCTURE, VALUES, edited
 from test_render_injection import ip6t_shape, nft_shape
 
 GATEWAY = parse_gateway({"uplink": "eth1", "stateDir": "/var/lib/zonectl-schema-test", "tayga": {"version": "0.9.2"}})
@@ -125,7 +126,7 @@ def test_a_missing_or_unknown_key_is_refused(path: tuple, how: Any) -> None:
         if path == ("ovn",) or path[-1:] == ("egress",):  # optional parts: without them the document means less
             return check_same_shape(doc, None)
     else:
-        doc = edited(path[:-1], {**at(path[:-1]), "extra": 1}) if isinstance(at(path[:-1]), dict) else None
+        doc = edited(path[:-1], {**at(BASE, path[:-1]), "extra": 1}) if isinstance(at(BASE, path[:-1]), dict) else None
         if doc is None:
             return None
     with pytest.raises(ValidationError):

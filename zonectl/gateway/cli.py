@@ -43,6 +43,9 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     from ..core.zones import ZoneRegistry
     from .config import parse_gateway
 
+    if args.inputs and (args.zones or args.policies):
+        raise UsageError("--inputs FILE and --zones/--policies exclude each other: the published document already "
+                         "holds the zones and the compiled rules")
     config = load_config(args.config)
     section = dict(config.section("gateway"))
     if args.uplink:
@@ -52,9 +55,6 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     if getattr(args, "metrics_listen", None):
         section["metrics"] = {"listen": None if args.metrics_listen == "off" else args.metrics_listen}
     gateway = parse_gateway(section)
-    if args.inputs and (args.zones or args.policies):
-        raise UsageError("--inputs FILE and --zones/--policies exclude each other: the published document already "
-                         "holds the zones and the compiled rules")
     if args.inputs:
         published = read_published(args.inputs, config.layout)  # the one reader (the OVN node agent's too)
         registry, ruleset = published.registry, published.gateway

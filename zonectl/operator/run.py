@@ -69,11 +69,9 @@ def kube_clients(kubeconfig: str | None) -> tuple[Any, Any]:
                 kubernetes.config.load_incluster_config()
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config()
-    except ZonectlError:
-        raise
     except Exception as exc:  # ConfigException, OSError, or a kubeconfig of the wrong shape (KeyError, TypeError, ...)
-        raise StartupError(f"no Kubernetes credentials (in-cluster service account or kubeconfig): "
-                           f"{type(exc).__name__}: {exc}") from None
+        detail = str(exc) if isinstance(exc, ZonectlError) else f"{type(exc).__name__}: {exc}"
+        raise StartupError(f"no Kubernetes credentials (in-cluster service account or kubeconfig): {detail}") from None
     return kubernetes.client.CoreV1Api(), kubernetes.client.CustomObjectsApi()
 
 
