@@ -64,7 +64,7 @@ def _dump(value: Any, level: int) -> str:
 
 
 def _node_json(n: NodeCidrs) -> str:
-    cidrs = ",\n".join(f'            "{c}"' for c in n.cidrs)
+    cidrs = '            "' + '",\n            "'.join(n.cidrs) + '"'
     return (f'        {{\n          "node": "{n.node}",\n          "value": "{n.value}",\n'
             f'          "mask": "{n.mask}",\n          "cidrs": [\n{cidrs}\n          ]\n        }}')
 
