@@ -1,9 +1,14 @@
 """What users hand the CLI and the daemons: the config file, zones, policies and node files.
 
 One place for every command's input loading (``zonectl``, ``zonectl ovn``, ``zonectl gateway``, doctor,
-the lab): multi-document YAML, `kubectl get -o yaml` lists, node dumps, and the file signature the
-daemons re-read their inputs by. Below every command (it imports only the core), so no layer reaches
-up into ``zonectl.cli`` for it.
+the lab): multi-document YAML, `kubectl get -o yaml` lists, node dumps, the published rules document,
+the option values, and the file signature the daemons re-read their inputs by. Below every command (it
+imports only the core), so no layer reaches up into ``zonectl.cli`` for it.
+
+Fail closed: a file is read only if it is a regular file within its size limit, as strict UTF-8 YAML or
+JSON (``core.documents``); an object of a kind or version zonectl does not read here is an error, never
+skipped (a skipped policy is a policy deleted: sync is a set difference); a node list names every node's
+one IPv6 podCIDR. Every refusal is one ValidationError naming the file and the field.
 """
 
 from __future__ import annotations
