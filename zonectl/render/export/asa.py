@@ -24,4 +24,5 @@ def render_asa(data: ExportData) -> Iterator[str]:
         cidrs = data.cidrs(z)
         yield f"object-group network {object_name(z.zone.name, limit=NAME_LIMIT)}"
         yield f" description zonectl zone {z.zone.name} ({z.zone.hex_id}): {len(cidrs)} prefix(es)"
-        yield from (f" network-object {c}" for c in cidrs)
+        if cidrs:  # one chunk per zone
+            yield "\n".join(f" network-object {c}" for c in cidrs)

@@ -22,13 +22,13 @@ def render_fortigate(data: ExportData) -> Iterator[str]:
     yield "config firewall address6"
     groups = ["config firewall addrgrp6"]  # after every address: written at the end
     for z in data.zones:
-        members: list[str] = []
         zone = f"{z.zone.name} ({z.zone.hex_id})"
-        for n in data.on_nodes(z):
-            for c in n.cidrs:
-                name = object_name(z.zone.name, cidr_token(c), limit=NAME_LIMIT)
-                members.append(f'"{name}"')
-                yield f'    edit "{name}"\n        set ip6 {c}\n        set comment "zonectl zone {zone} node {n.node}"\n    next'
+        pairs = data.node_cidrs(z)
+        names = [object_name(z.zone.name, cidr_token(c), limit=NAME_LIMIT) for _, c in pairs]
+        members = [f'"{name}"' for name in names]
+        if pairs:  # one chunk per zone
+            yield "\n".join(f'    edit "{name}"\n        set ip6 {c}\n        set comment "zonectl zone {zone} node {node}"'
+                            "\n    next" for name, (node, c) in zip(names, pairs, strict=True))
         groups += [
             f'    edit "{object_name(z.zone.name, limit=NAME_LIMIT)}"',
             "        set member " + " ".join(members),

@@ -109,11 +109,17 @@ class ExportData:
             yield NodeCidrs(node, value, mask, (value + suffix,) if len(cidrs) == 1 else
                             tuple(text(c) + suffix for c in cidrs))
 
-    def cidrs(self, z: ZoneExport) -> list[str]:
-        """Every CIDR of the zone on the nodes, in node order (what ``on_nodes`` lists, without the rest)."""
+    def node_cidrs(self, z: ZoneExport) -> list[tuple[str, str]]:
+        """(node, CIDR) for every CIDR of the zone on the nodes, in node order: what ``on_nodes`` lists, without
+        the rest (the CIDR formats' lines need no more)."""
         suffix = f"/{self.layout.expanded_length}"
         text = ipv6_text
-        return [text(c) + suffix for cidrs in self.layout.expand_by_node(z.zone.id, self.node_values) for c in cidrs]
+        expanded = self.layout.expand_by_node(z.zone.id, self.node_values)
+        return [(node, text(c) + suffix) for node, cidrs in zip(self.node_texts, expanded, strict=True) for c in cidrs]
+
+    def cidrs(self, z: ZoneExport) -> list[str]:
+        """Every CIDR of the zone on the nodes, in node order."""
+        return [c for _, c in self.node_cidrs(z)]
 
 
 def default_scopes(layout: Layout) -> tuple[Scope, ...]:

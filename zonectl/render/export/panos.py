@@ -22,13 +22,12 @@ def render_panos(data: ExportData) -> Iterator[str]:
     yield "# No IPv6 wildcard masks on PAN-OS: each zone is expanded to one CIDR per node."
     yield "# Enter in configure mode, then commit."
     for z in data.zones:
-        members: list[str] = []
         zone = f"{z.zone.name} ({z.zone.hex_id})"
-        for n in data.on_nodes(z):
-            for c in n.cidrs:
-                name = object_name(z.zone.name, cidr_token(c), limit=NAME_LIMIT)
-                members.append(name)
-                yield f'set address {name} ip-netmask {c}\nset address {name} description "zonectl zone {zone} node {n.node}"'
+        pairs = data.node_cidrs(z)
+        members = [object_name(z.zone.name, cidr_token(c), limit=NAME_LIMIT) for _, c in pairs]
+        if pairs:  # one chunk per zone
+            yield "\n".join(f'set address {name} ip-netmask {c}\nset address {name} description "zonectl zone {zone} '
+                            f'node {node}"' for name, (node, c) in zip(members, pairs, strict=True))
         group = object_name(z.zone.name, limit=NAME_LIMIT)
         yield f"set address-group {group} static [ {' '.join(members)} ]"
         yield f'set address-group {group} description "zonectl zone {zone}: {len(members)} CIDR(s)"'

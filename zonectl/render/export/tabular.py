@@ -96,6 +96,6 @@ def render_csv(data: ExportData) -> Iterator[str]:
         head = f"{z.zone.name},{z.zone.id},{z.zone.hex_id}"
         for m in z.matches:
             yield f"{head},{m.scope},{m.match.address},{m.match.netmask},{m.match.text},,"
-        for n in data.on_nodes(z):
-            for c in n.cidrs:
-                yield f"{head},node,{n.value},{n.mask},{n.value}/{n.mask},{n.node},{c}"
+        rows = [f"{head},node,{n.value},{n.mask},{n.value}/{n.mask},{n.node},{c}" for n in data.on_nodes(z) for c in n.cidrs]
+        if rows:  # one chunk per zone
+            yield "\n".join(rows)
