@@ -42,7 +42,7 @@ from zonectl.core.config import parse_config  # noqa: E402
 from zonectl.core.layout import AddrMatch  # noqa: E402
 from zonectl.core.rules import Rule, RuleSet, compile_objects  # noqa: E402
 from zonectl.core.zones import ZoneRegistry  # noqa: E402
-from zonectl.inputs import load_documents, of_kind  # noqa: E402
+from zonectl.inputs import load_documents, of_kind, read_mapping  # noqa: E402
 from zonectl.ovn.connection import connect  # noqa: E402
 from zonectl.harness.sandbox import OvnSandbox  # noqa: E402
 from zonectl.ovn.sync import SyncSettings, sync  # noqa: E402
@@ -57,7 +57,7 @@ POLICY_TABLES = ("ACL", "Address_Set", "Port_Group")
 # ----- inputs ---------------------------------------------------------------------------------------
 
 def load_example(policies: Path = EXAMPLES / "policies.yaml") -> tuple:
-    config = parse_config(load_documents([EXAMPLES / "config.yaml"])[0])
+    config = parse_config(read_mapping(EXAMPLES / "config.yaml"))
     zones = ZoneRegistry.from_objects(config.layout, of_kind(load_documents([EXAMPLES / "zones.yaml"]), "SecurityZone"))
     rules = compile_objects(of_kind(load_documents([policies]), "SecurityZonePolicy"), zones, config.nat64)
     return config, zones, rules

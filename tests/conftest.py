@@ -8,14 +8,16 @@ is set and against the kube layer's own control plane otherwise, so it can alway
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from zonectl.core.config import Config, parse_config
 from zonectl.core.zones import ZoneRegistry
-from zonectl.inputs import load_documents, of_kind
+from zonectl.inputs import load_documents, of_kind, read_mapping
 
 # The real control plane, shared by tests/kube and tests/e2e (one per session; see kubeplane.py).
 from kubeplane import examples_applied, kube_binaries, zonectl_cluster  # noqa: E402,F401
@@ -61,7 +63,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> object:
 
 @pytest.fixture(scope="session")
 def example_config() -> Config:
-    return parse_config(load_documents([EXAMPLES / "config.yaml"])[0])
+    return parse_config(read_mapping(EXAMPLES / "config.yaml"))
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,41 @@ def example_zones(example_config: Config) -> ZoneRegistry:
 @pytest.fixture(scope="session")
 def example_policy_bodies() -> list[dict]:
     return of_kind(load_documents([EXAMPLES / "policies.yaml"]), "SecurityZonePolicy")
+
+
+# --- worlds: real state a command must leave byte-identical ---------------------------------------------
+WORLD_UPLINK = "zt9up0"  # the uplink a netfilter world has (gateway configs of tests name it)
+
+
+@dataclass
+class NetfilterWorld:
+    """A network namespace of the test's own, with an uplink, where gateway commands run (``--netns``)."""
+
+    ns: str
+    uplink: str
+
+    @property
+    def argv(self) -> list[str]:
+        return ["--netns", self.ns]
+
+    def state(self) -> str:
+        from zonectl.harness.netns import netfilter_state
+
+        return netfilter_state(self.ns)
+
+
+@pytest.fixture(scope="module")
+def netfilter_world() -> Iterator[NetfilterWorld]:
+    """A namespace whose ip6tables/nftables rules tests compare before and after a command that must change
+    nothing (``zonectl.harness.netns.netfilter_state``); one per test module, removed after it."""
+    import shutil
+
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "ip6tables-restore", "nft")):
+        pytest.skip("needs root, ip, ip6tables and nft (a network namespace of its own)")
+    from zonectl.harness.netns import Netns
+
+    with Netns.create("ztw") as ns:
+        ns.run(["ip", "link", "add", WORLD_UPLINK, "type", "veth", "peer", "name", WORLD_UPLINK + "p"])
+        for dev in (WORLD_UPLINK, WORLD_UPLINK + "p"):
+            ns.run(["ip", "link", "set", dev, "up"])
+        yield NetfilterWorld(ns.name, WORLD_UPLINK)

@@ -15,10 +15,10 @@ import json
 import os
 import sys
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from . import __version__
-from .core.errors import ValidationError, ZonectlError
+from .core.errors import ValidationError, ZonectlError, one_line
 from .inputs import (
     CONFIG_ENV,
     CONFIG_HELP,
@@ -160,7 +160,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     registry = load_registry(config.layout, args.zones)
-    nodes = load_nodes(args.nodes)
+    nodes = load_nodes(args.nodes, config.layout)
     if args.format in export.CIDR_FORMATS and args.scope == "datacenter":
         raise UsageError(
             f"{args.format} has no wildcard masks: it lists this cluster's node CIDRs (--nodes), so it cannot "
@@ -168,7 +168,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     scopes = [args.scope] if args.scope else None
     data = export.build(registry, scopes, nodes)
-    _emit(export.render(args.format, data))
+    export.write(args.format, data, sys.stdout)
     return 0
 
 
@@ -215,6 +215,16 @@ def _add_plugin(sub: argparse._SubParsersAction, name: str, wanted: bool) -> Non
 
 
 # --- parser -----------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (like every other error), naming the command to ask for help.
+
+    Sub-parsers are made with the class of their parent, so every sub-command, plugins included, uses it."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"zonectl: error: {one_line(message)} (see: {self.prog} --help)\n")
+        sys.exit(EXIT_ERROR)
+
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
@@ -223,7 +233,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The whole parser; a plugin's real sub-parser is built only when ``argv`` names it."""
     from .render.export import FORMATS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="zonectl",
         formatter_class=_formatter,
         description="Security zones encoded in IPv6 pod addresses, enforced with wildcard masks.",

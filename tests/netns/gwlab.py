@@ -21,27 +21,33 @@ layout: {cluster: "fd00:10:244::/48", datacenter: "fd00:10:200::/40"}
 nat64: {prefix: "fd64:ff9b::/96"}
 """))
 ZONES = """
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZone
 metadata: {name: dmz}
 spec: {id: 0x2000}
 ---
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZone
 metadata: {name: web}
 spec: {id: 0x2100, egress: {pool: 100.64.21.0/24, address: 198.51.100.21}}
 ---
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZone
 metadata: {name: api}
 spec: {id: 0x2200, egress: {pool: 100.64.22.0/24, address: 198.51.100.22}}
 ---
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZone
 metadata: {name: db}
 spec: {id: 0x3000}
 ---
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZone
 metadata: {name: batch}
 spec: {id: 0x3100}
 """
 ALLOW_LAB = """
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZonePolicy
 metadata: {name: internet, namespace: t}
 spec:
@@ -56,6 +62,7 @@ spec:
       ports: [{protocol: TCP, port: 8080, endPort: 8080}, {protocol: UDP, port: 8053, endPort: 8053},
               {protocol: ICMPv6, icmpType: 128}]
 ---
+apiVersion: zonectl.io/v1alpha1
 kind: SecurityZonePolicy
 metadata: {name: db, namespace: t}
 spec:

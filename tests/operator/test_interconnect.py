@@ -20,6 +20,7 @@ from opkit import (acl_rows, call, condition, config_body, make_state, new_contr
                    zone_bodies)
 from zonectl.core.errors import ValidationError
 from zonectl.core import published
+from zonectl.inputs import read_published
 from zonectl.operator.backend import OvnBackend, PublishedBackend
 from zonectl.operator.config import parse_controller_config
 from zonectl.operator.publish import FilePublisher
@@ -57,7 +58,7 @@ class IC:
     now: list[float]
 
     def doc(self) -> published.Published:
-        return published.read_document(self.path, self.ctl.state.layout)
+        return read_published(self.path, self.ctl.state.layout)
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def test_drift_log_or_off_is_not_reported_as_enforced(tmp_path: Path) -> None:
         run(call(ctl.policy_changed, body))
         assert condition(body, "Programmed")["reason"] == reason and condition(body, "Ready")["status"] == "False"
         # still published: in log mode the agents report what they would change
-        assert "zonectl-system/dmz" in {r.policy for r in published.read_document(path, state.layout).complete}
+        assert "zonectl-system/dmz" in {r.policy for r in read_published(path, state.layout).complete}
 
 
 def test_publishes_every_rule_and_reports_published(ic: IC) -> None:

@@ -48,8 +48,9 @@ def test_doctor_unreachable_nb_is_a_failed_check(capsys) -> None:
 def test_doctor_bad_config_fails_first(tmp_path, capsys) -> None:
     bad = tmp_path / "c.yaml"
     bad.write_text("layout: {cluster: fd00:10:244::/48, zoneField: {offset: 40}}\n")
-    assert main(["doctor", "--config", str(bad), "--skip", "ovn,gateway,crds"]) == 1
-    assert "overlaps the node prefix" in capsys.readouterr().out
+    assert main(["doctor", "--config", str(bad), "--skip", "ovn,gateway,crds"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "layout.zoneField: " in err and "overlaps the node prefix" in err
 
 
 def test_forwarding_check_in_a_namespace() -> None:

@@ -60,7 +60,10 @@ def config_file(tmp_path: Path, **ovn) -> Path:
 
 def cli(lab, config: Path, *extra: str, policies: bool = True) -> int:
     files = ["--zones", str(EX / "zones.yaml"), "-f", str(EX / "policies.yaml")] if policies else []
-    return main(["ovn", "sync", "--nb", lab.sb.nb_remote, "--config", str(config), *files, *extra])
+    try:
+        return main(["ovn", "sync", "--nb", lab.sb.nb_remote, "--config", str(config), *files, *extra])
+    except SystemExit as exc:  # argparse refuses a bad option value itself (one line, status 2)
+        return int(exc.code or 0)
 
 
 def switch_writes(sb) -> list[dict]:

@@ -143,7 +143,7 @@ def test_export_subprocess_panos_with_nodes_and_scope() -> None:
 @pytest.mark.parametrize("argv,message", [
     (["--format", "asa"], "has no IPv6 wildcard masks: give the node podCIDRs (--nodes FILE"),
     (["--format", "fortigate", "--nodes", NODES, "--scope", "datacenter"], "cannot cover the datacenter"),
-    (["--format", "json", "--nodes", ZONES], "no IPv6 node podCIDR in"),
+    (["--format", "json", "--nodes", ZONES], "document 1: kind: 'SecurityZone' is not one zonectl reads here (Node)"),
 ])
 def test_export_refusals(capsys, argv: list[str], message: str) -> None:
     code, out, err = run(capsys, "export", "--zones", ZONES, "--config", CONFIG, *argv)

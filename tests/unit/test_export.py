@@ -6,6 +6,8 @@ Regenerate the golden files after a deliberate change with ZONECTL_UPDATE_GOLDEN
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -21,13 +23,14 @@ from hypothesis import strategies as st
 
 from zonectl.core.config import parse_config
 from zonectl.core.errors import ValidationError
-from zonectl.core.layout import ALL_ONES, Layout
+from zonectl.core.layout import ALL_ONES, AddrMatch, Layout
 from zonectl.core.zones import Zone, ZoneRegistry
 from zonectl.inputs import load_documents, node_cidrs, of_kind
 from zonectl.harness.netns import Netns
 from zonectl.render import export
 from zonectl.render.export.checkpoint import wildcard_mask
 from zonectl.render.export.names import object_name
+from zonectl.render.export.tabular import CSV_COLUMNS, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -37,7 +40,7 @@ EXT = {"json": "json", "csv": "csv", "nftables": "nft", "ip6tables": "rules", "c
 
 CONFIG = parse_config(yaml.safe_load((EXAMPLES / "config.yaml").read_text()))
 REGISTRY = ZoneRegistry.from_objects(CONFIG.layout, of_kind(load_documents([EXAMPLES / "zones.yaml"]), "SecurityZone"))
-NODES = node_cidrs(load_documents([EXAMPLES / "nodes.yaml"]))
+NODES = node_cidrs([EXAMPLES / "nodes.yaml"], CONFIG.layout)
 
 
 def assert_golden(name: str, text: str) -> None:
@@ -178,12 +181,41 @@ def test_expanded_cidrs_equal_mask_on_nodes(case) -> None:
     layout, zone_id, nodes, addr = case
     data = export.build(ZoneRegistry(layout, (Zone("z", zone_id),)), scopes=["cluster"], nodes=nodes)
     (zone,) = data.zones
-    in_cidrs = any(IPv6Address(addr) in c for c in zone.cidrs)
+    in_cidrs = any(IPv6Address(addr) in IPv6Network(c) for c in data.cidrs(zone))
     on_nodes = any(IPv6Address(addr) in n for n in nodes)
     assert in_cidrs == (zone.matches[0].match.matches(addr) and on_nodes)
     # and per node: the node's own value/mask says the same as that node's CIDRs
-    for n in zone.nodes:
-        assert n.match.matches(addr) == any(IPv6Address(addr) in c for c in n.cidrs)
+    for n in data.on_nodes(zone):
+        assert AddrMatch.parse(n.match).matches(addr) == any(IPv6Address(addr) in IPv6Network(c) for c in n.cidrs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(layout_nodes_addr(), st.sampled_from(["", "Front ends", 'a "quoted", comma']), st.booleans())
+def test_json_and_csv_are_what_the_standard_library_writes(case, description: str, with_nodes: bool) -> None:
+    """The line-by-line JSON and CSV writers write exactly what ``json.dumps(indent=2)`` and ``csv.writer``
+    write, for any layout, node list and zone (they skip the libraries' per-value cost, not their output)."""
+    layout, zone_id, nodes, _ = case
+    other = () if layout.max_zone_id == 1 else (Zone("other-zone", 1 if zone_id != 1 else 2),)
+    zones = (Zone("z", zone_id, description=description), *other)
+    data = export.build(ZoneRegistry(layout, zones), scopes=["cluster"], nodes=nodes if with_nodes else None)
+    assert export.render("json", data) == json.dumps(to_dict(data), indent=2) + "\n"
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for z in data.zones:
+        head = [z.zone.name, z.zone.id, z.zone.hex_id]
+        for m in z.matches:
+            writer.writerow(head + [m.scope, m.match.address, m.match.netmask, m.match.text, "", ""])
+        for n in data.on_nodes(z):
+            match = AddrMatch.parse(n.match)
+            writer.writerows(head + ["node", match.address, match.netmask, match.text, IPv6Network(n.node), c]
+                             for c in n.cidrs)
+    assert export.render("csv", data) == rows.getvalue()
+
+
+def test_no_zone_json() -> None:
+    data = export.build(ZoneRegistry(CONFIG.layout, ()), scopes=["cluster"], nodes=NODES)
+    assert export.render("json", data) == json.dumps(to_dict(data), indent=2) + "\n"
 
 
 # --- real nftables / ip6tables ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from zonectl.core.errors import ValidationError
+from zonectl.core.layout import Layout
 from zonectl.inputs import load_documents, node_cidrs, of_kind
 
 NODES_DUMP = """
@@ -32,21 +33,28 @@ items:
 """
 
 
+LAYOUT = Layout(IPv6Network("fd00:10:244::/48"))
+
+
 def test_kubectl_nodes_dump(tmp_path: Path) -> None:
     f = tmp_path / "nodes.yaml"
     f.write_text(NODES_DUMP)
-    assert node_cidrs(load_documents([f])) == [IPv6Network(f"fd00:10:244:{i}::/64") for i in (2, 3, 4)]
+    assert node_cidrs([f], LAYOUT) == [IPv6Network(f"fd00:10:244:{i}::/64") for i in (2, 3, 4)]
 
 
 def test_plain_cidr_list_and_bad_cidr(tmp_path: Path) -> None:
-    assert node_cidrs([{"cidrs": ["fd00:10:244:9::/64"]}]) == [IPv6Network("fd00:10:244:9::/64")]
-    with pytest.raises(ValidationError, match="node CIDR 'fd00:zz::/64'"):
-        node_cidrs([{"cidrs": ["fd00:zz::/64"]}])
+    f = tmp_path / "nodes.yaml"
+    f.write_text("cidrs: [fd00:10:244:9::/64]\n")
+    assert node_cidrs([f], LAYOUT) == [IPv6Network("fd00:10:244:9::/64")]
+    f.write_text("cidrs: [fd00:zz::/64]\n")
+    with pytest.raises(ValidationError, match="cidrs\\[0\\]: 'fd00:zz::/64' is not an IPv6 CIDR"):
+        node_cidrs([f], LAYOUT)
 
 
 def test_directory_and_multi_document(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text("kind: SecurityZone\n---\nkind: SecurityZonePolicy\n---\n")
-    (tmp_path / "b.yml").write_text("kind: SecurityZone\n")
+    head = "apiVersion: zonectl.io/v1alpha1\nkind: "
+    (tmp_path / "a.yaml").write_text(f"{head}SecurityZone\n---\n{head}SecurityZonePolicy\n---\n")
+    (tmp_path / "b.yml").write_text(f"{head}SecurityZone\n")
     docs = load_documents([tmp_path])
     assert len(of_kind(docs, "SecurityZone")) == 2 and len(docs) == 3
 
@@ -71,7 +79,7 @@ def test_read_mapping(tmp_path: Path) -> None:
     assert read_mapping(empty) == {}
     listy = tmp_path / "l.yaml"
     listy.write_text("- a\n")
-    with pytest.raises(ValidationError, match=r"config .*l.yaml is not a mapping"):
+    with pytest.raises(ValidationError, match=r"config .*l.yaml: is not a mapping"):
         read_mapping(listy)
-    with pytest.raises(ValidationError, match=r"cannot read config .*missing.yaml"):
+    with pytest.raises(ValidationError, match=r"config .*missing.yaml: cannot read: No such file"):
         read_mapping(tmp_path / "missing.yaml")

@@ -56,3 +56,27 @@ def test_parser_has_the_three_commands() -> None:
     for cmd in ("run", "apply", "status"):
         args = parser.parse_args(["gateway", cmd, "--config", "x"])
         assert callable(args.func)
+
+
+def test_dry_run_reports_a_refused_document(tmp_path: Path, capsys) -> None:
+    """The injection of issue 9: a newline in portMin. --dry-run used to print the rule and say OK."""
+    import json
+
+    from zonectl.core import published
+
+    local = load_inputs(_args(zones=[str(EXAMPLES / "zones.yaml")], policies=[str(EXAMPLES / "policies.yaml")]))
+    doc = published.document(local.ruleset.rules, local.registry)
+    doc["rules"][0]["portMin"] = "53\n-A INPUT -s ::/0 -j ACCEPT"
+    path = tmp_path / "gateway.json"
+    path.write_text(json.dumps(doc))
+    rc = main(["gateway", "apply", "--dry-run", "--config", str(EXAMPLES / "config.yaml"), "--inputs", str(path),
+               "--uplink", "eth1"])
+    out, err = capsys.readouterr()
+    assert (rc, out) == (2, "") and err.count("\n") == 1
+    assert f"inputs {path}: rules[0].portMin: '53\\n-A INPUT -s ::/0 -j ACCEPT' must be an integer" in err
+
+
+def test_inputs_and_local_files_exclude_each_other(tmp_path: Path, capsys) -> None:
+    rc = main(["gateway", "apply", "--dry-run", "--config", str(EXAMPLES / "config.yaml"), "--inputs", "x.json",
+               "--zones", str(EXAMPLES / "zones.yaml")])
+    assert rc == 2 and "--inputs FILE and --zones/--policies exclude each other" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from zonectl.core.errors import ValidationError
-from zonectl.core.layout import ALL_ONES, AddrMatch, Layout, bit_range, prefix_mask
+from zonectl.core.layout import ALL_ONES, AddrMatch, Layout, bit_range, ipv6_text, prefix_mask
 
 CLUSTER = IPv6Network("fd00:10:244::/48")
 DC = IPv6Network("fd00:10:200::/40")
@@ -170,3 +170,15 @@ def test_expand_equals_mask_restricted_to_nodes(case) -> None:
     assert any(addr in n for n in nets)
     other_zone = IPv6Address(int(addr) ^ (1 << layout.field_shift))
     assert not any(other_zone in n for n in nets)
+
+
+
+HEXTETS = st.lists(st.sampled_from([0, 0, 0, 1, 0xA, 0xFFFF, 0x2000, 0xFD00]), min_size=8, max_size=8).map(
+    lambda ws: sum(w << (112 - 16 * i) for i, w in enumerate(ws)))  # runs of zeros everywhere, ties too
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.integers(0, ALL_ONES) | HEXTETS | st.integers(0, 1 << 64))
+def test_ipv6_text_is_what_ipaddress_writes(value: int) -> None:
+    """The fast formatter every export uses writes exactly what ``ipaddress`` writes (RFC 5952)."""
+    assert ipv6_text(value) == str(IPv6Address(value))

@@ -74,7 +74,10 @@ def config_with(tmp_path: Path, **sections: object) -> str:
 
 
 def exit_2(capsys, argv: list[str], *named: str) -> None:
-    rc = main(argv)
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse refuses a bad option value itself, with one line and status 2
+        rc = exc.code
     out, err = capsys.readouterr()
     assert rc == 2 and not out, (rc, out, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

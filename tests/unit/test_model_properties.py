@@ -9,7 +9,6 @@ exception. Documents that parse are compiled and rendered for every target, whic
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from docedits import mutated, paths
 from zonectl.core.config import parse_config
 from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
@@ -69,32 +69,6 @@ SCALARS = (st.none() | st.booleans() | st.integers() | st.sampled_from([10**100,
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30) | st.sampled_from(STRINGS))
 JSON_LIKE = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                          | st.dictionaries(st.text(max_size=8) | st.integers(0, 3), inner, max_size=3), max_leaves=8)
-
-
-def paths(node: Any, path: tuple = ()) -> list[tuple]:
-    """Every place in a document: each value (to replace) and each object (to add a key to)."""
-    out = [path]
-    if isinstance(node, dict):
-        out += [p for k, v in node.items() for p in paths(v, path + (k,))]
-    elif isinstance(node, list):
-        out += [p for i, v in enumerate(node) for p in paths(v, path + (i,))]
-    return out
-
-
-def mutated(doc: Any, path: tuple, value: Any, add_key: Any) -> Any:
-    """``doc`` with ``value`` at ``path`` (the whole document for ``()``), or, when ``add_key`` is given and the
-    place is an object, with ``value`` under that extra key."""
-    doc = copy.deepcopy(doc)
-    if not path:
-        return value
-    node = doc
-    for p in path[:-1]:
-        node = node[p]
-    if add_key is not None and isinstance(node[path[-1]], dict):
-        node[path[-1]][add_key] = value
-    else:
-        node[path[-1]] = value
-    return doc
 
 
 def one_line(exc: ValidationError) -> None:

@@ -11,6 +11,7 @@ from zonectl.cli import main
 from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
 from zonectl.core import published
+from zonectl.inputs import read_published
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -39,10 +40,11 @@ def test_complete_document_round_trips_and_stays_compatible(rules, example_zones
 
 
 @pytest.mark.parametrize("ovn, message", [
-    ([], "ovn must be a mapping"),
-    ({"otherRules": {}}, "ovn.otherRules must be a list"),
-    ({"otherRules": [{"id": "r1"}]}, "ovn.otherRules: bad rule"),
-    ({"otherRules": [], "keepPolicies": "ns/a"}, "ovn.keepPolicies must be a list"),
+    ([], "ovn: must be an object, not a list"),
+    ({"otherRules": {}, "keepPolicies": []}, "ovn.otherRules: must be a list, not an object"),
+    ({"otherRules": [{"id": "r1"}], "keepPolicies": []}, r"ovn.otherRules\[0\]: unknown field\(s\)|missing field"),
+    ({"otherRules": [], "keepPolicies": "ns/a"}, "ovn.keepPolicies: must be a list, not a string"),
+    ({"otherRules": []}, "ovn: missing field.s. keepPolicies"),
 ])
 def test_broken_ovn_part_is_refused(ovn, message, example_config) -> None:
     doc = {"apiVersion": published.API_VERSION, "kind": published.KIND, "zones": [], "rules": [], "ovn": ovn}
@@ -50,19 +52,19 @@ def test_broken_ovn_part_is_refused(ovn, message, example_config) -> None:
         published.parse_document(doc, example_config.layout)
 
 
-def test_read_document_names_the_file(tmp_path: Path, example_config) -> None:
+def test_read_published_names_the_file(tmp_path: Path, example_config) -> None:
     path = tmp_path / "gateway.json"
     with pytest.raises(ValidationError, match=f"inputs {path}: cannot read"):
-        published.read_document(path, example_config.layout)
+        read_published(path, example_config.layout)
     path.write_text("{")
-    with pytest.raises(ValidationError, match=f"inputs {path}: not JSON"):
-        published.read_document(path, example_config.layout)
+    with pytest.raises(ValidationError, match=f"inputs {path}: not a JSON document: line 1, column 2"):
+        read_published(path, example_config.layout)
     path.write_text('{"kind": "ConfigMap"}')
-    with pytest.raises(ValidationError, match=f"inputs {path}: not a GatewayInputs document"):
-        published.read_document(path, example_config.layout)
+    with pytest.raises(ValidationError, match=f"inputs {path}: missing field.s. apiVersion, zones, rules"):
+        read_published(path, example_config.layout)
     text = published.render(published.document([], _registry(example_config), complete=True))
     path.write_text(text)
-    assert published.read_document(path, example_config.layout).digest == published.digest(text)
+    assert read_published(path, example_config.layout).digest == published.digest(text)
 
 
 def _registry(config):

@@ -81,6 +81,25 @@ def optional_mapping(body: Mapping[str, Any], key: str, path: str, errs: Collect
     return section
 
 
+# Kubernetes' ObjectMeta: a key of metadata not among these is a typo (``namspace: tenant`` would quietly
+# put a policy in the default namespace), refused like any other unknown key.
+OBJECT_META = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+               "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
+               "ownerReferences", "finalizers", "managedFields")
+
+
+def metadata(body: Mapping[str, Any], errs: Collector, what: str) -> Mapping[str, Any] | None:
+    """An object's ``metadata``: ObjectMeta's keys only, and labels and annotations maps of strings."""
+    meta = mapping(body.get("metadata"), "metadata", errs, OBJECT_META, what=what)
+    for key in ("labels", "annotations"):
+        value = (meta or {}).get(key)
+        if value is not None and mapping(value, f"metadata.{key}", errs, what="a map of strings") is not None:
+            bad = next((k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)), MISSING)
+            if bad is not MISSING:
+                errs.add(f"metadata.{key}", f"{short(bad)}: keys and values must be strings")
+    return meta
+
+
 def type_name(value: Any) -> str:
     if value is None:
         return "null"

@@ -329,7 +329,7 @@ def _parse_defaults(spec: Mapping[str, Any], errs: Collector) -> tuple[Action | 
 
 
 def _metadata(body: Mapping[str, Any], errs: Collector) -> tuple[str | None, str | None, int]:
-    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with name and namespace")
+    meta = f.metadata(body, errs, "an object with name and namespace")
     if meta is None:
         return None, None, 0
     name = f.name(meta.get("name"), "metadata.name", errs)

@@ -183,8 +183,10 @@ def parse_zone(body: Mapping[str, Any], layout: Layout) -> Zone:
         errs.raise_if_any(source)
     if body.get("apiVersion", API_VERSION) != API_VERSION:
         errs.add("apiVersion", f"{f.short(body.get('apiVersion'))} is not {API_VERSION}")
-    meta = f.mapping(body.get("metadata"), "metadata", errs, what="an object with a name")
+    meta = f.metadata(body, errs, "an object with a name")
     name = f.name(meta.get("name"), "metadata.name", errs) if meta is not None else None
+    if meta is not None and meta.get("namespace") is not None:  # cluster-scoped: ignored, but of its form
+        f.name(meta["namespace"], "metadata.namespace", errs, "a namespace name")
     spec = f.mapping(body.get("spec"), "spec", errs)
     if spec is None:
         errs.raise_if_any(source)

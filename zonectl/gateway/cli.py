@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..core import fields
-from ..core.errors import Collector, ValidationError
-from ..inputs import CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, signature
+from ..core.errors import ValidationError
+from ..inputs import (CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, read_published, seconds,
+                      signature)
 from .daemon import Inputs
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     from ..core.zones import ZoneRegistry
     from .config import parse_gateway
 
+    if args.inputs and (args.zones or args.policies):
+        raise UsageError("--inputs FILE and --zones/--policies exclude each other: the published document already "
+                         "holds the zones and the compiled rules")
     config = load_config(args.config)
     section = dict(config.section("gateway"))
     if args.uplink:
@@ -60,9 +63,7 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         section["metrics"] = metrics
     gateway = parse_gateway(section)
     if args.inputs:
-        from ..core.published import read_document  # the one loader (the OVN node agent uses it too)
-
-        published = read_document(args.inputs, config.layout)
+        published = read_published(args.inputs, config.layout)  # the one reader (the OVN node agent's too)
         registry, ruleset = published.registry, published.gateway
     else:
         if not args.zones:
@@ -86,9 +87,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    errs = Collector()
-    fields.number(args.interval, "--interval", errs, 0.05, 86400)  # NaN or <= 0 would spin without pause
-    errs.raise_if_any("gateway run")
     inputs = load_inputs(args)  # the first load must succeed: there is no previous state to keep
     last = input_signature(args)
 
@@ -210,7 +208,7 @@ def add_run_parser(sub: argparse._SubParsersAction, name: str = "run") -> argpar
                        "--cleanup-on-exit removes everything zonectl added.",
                        epilog="example:\n  zonectl run gateway --config /etc/zonectl/zonectl.yaml --inputs /etc/zonectl/gateway.json")
     _common(p)
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between input file checks (default 2)")
+    p.add_argument("--interval", type=seconds, default=2.0, help="seconds between input file checks (default 2)")
     p.add_argument("--metrics-listen", metavar="[ADDRESS]:PORT",
                    help="override gateway.metrics.listen (default [::1]:9464; 'off' disables)")
     p.add_argument("--metrics-any-address", action="store_true",
@@ -247,7 +245,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        "Exit status 2 (and nothing changed) when the input is refused.")
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="print and check the plan; change nothing")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a running daemon (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="seconds to wait for a running daemon (default 30)")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("status", formatter_class=fmt, help="Tayga instances, mappings and per-zone counters",

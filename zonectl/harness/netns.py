@@ -8,6 +8,7 @@ pyroute2; this module is for building test topologies, where ``ip`` is the clear
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 from dataclasses import dataclass, field
@@ -104,3 +105,16 @@ def veth(a: str, b: str, ns_a: Netns | None = None, ns_b: Netns | None = None, *
 
 def list_netns() -> list[str]:
     return [line.split()[0] for line in run(["ip", "netns", "list"], check=False).stdout.splitlines() if line.strip()]
+
+
+def netfilter_state(ns: Netns | str) -> str:
+    """Every packet-filter rule of a namespace as text, without counters or timestamps: what a test compares
+    byte for byte before and after a command that must change nothing (ip6tables and iptables, both
+    tables, and the whole nftables ruleset)."""
+    name = ns.name if isinstance(ns, Netns) else ns
+    parts = []
+    for cmd in (["ip6tables-save"], ["iptables-save"], ["nft", "-s", "list", "ruleset"]):
+        out = run(["ip", "netns", "exec", name, *cmd]).stdout
+        lines = [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in out.splitlines() if not line.startswith("#")]
+        parts.append(f"== {' '.join(cmd)}\n" + "\n".join(lines))
+    return "\n".join(parts) + "\n"

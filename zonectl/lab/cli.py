@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import ZonectlError
+from ..inputs import count
+from .topology import MAX_NODES
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -76,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--config", help="zonectl config (default: examples/config.yaml)")
     p.add_argument("--zones", help="SecurityZone objects (default: examples/zones.yaml)")
     p.add_argument("--policies", help="SecurityZonePolicy objects (default: examples/policies.yaml)")
-    p.add_argument("--nodes", type=int, default=2, help="number of nodes (logical switches), 2-8 (default 2)")
+    p.add_argument("--nodes", type=count(2, MAX_NODES), default=2, help="number of nodes (logical switches), 2-8 (default 2)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("test", parents=[common], help="probe every zone pair and the IPv4 internet; exit 1 on any mismatch or drift",

@@ -30,6 +30,7 @@ from ..core import published
 from ..core.errors import ZonectlError
 from ..gateway import daemon
 from ..gateway.config import GatewayConfig, parse_gateway
+from ..inputs import read_published
 from ..operator.publish import FilePublisher
 from .inputs import Compiled, Inputs, compile_inputs
 from .state import LabState
@@ -55,7 +56,7 @@ def load(inputs: Inputs, state_dir: Path) -> daemon.Inputs:
     cfg = gateway_config(current, state_dir)
     published_file = Path(cfg.state_dir) / PUBLISHED_FILE
     FilePublisher(published_file).publish(published.render(published.document(current.ruleset, current.registry)))
-    doc = published.read_document(published_file, current.config.layout)
+    doc = read_published(published_file, current.config.layout)
     return daemon.Inputs(current.config, cfg, doc.registry, doc.gateway)
 
 

@@ -13,7 +13,7 @@ from ..core.config import Config, parse_config
 from ..core.errors import ValidationError
 from ..core.rules import RuleSet, compile_objects
 from ..core.zones import ZoneRegistry
-from ..inputs import load_documents, of_kind
+from ..inputs import load_documents, of_kind, read_mapping
 from .expect import Service, services_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -54,10 +54,7 @@ def compile_inputs(inputs: Inputs) -> Compiled:
     for label, path in (("--config", inputs.config), ("--zones", inputs.zones), ("--policies", inputs.policies)):
         if not path.exists():
             raise ValidationError(f"{label} {path}: no such file")
-    cfg_docs = load_documents([inputs.config])
-    if len(cfg_docs) != 1:
-        raise ValidationError(f"{inputs.config}: expected one config document, found {len(cfg_docs)}")
-    config = parse_config(cfg_docs[0])
+    config = parse_config(read_mapping(inputs.config))
     zone_docs = of_kind(load_documents([inputs.zones]), "SecurityZone")
     if not zone_docs:
         raise ValidationError(f"{inputs.zones}: no SecurityZone objects")

@@ -70,16 +70,20 @@ def kube_clients(kubeconfig: str | None) -> tuple[Any, Any]:
     """CoreV1Api and CustomObjectsApi: in-cluster service account, else the kubeconfig."""
     import kubernetes
 
+    from ..inputs import read_mapping
+
     try:
         if kubeconfig:
+            read_mapping(kubeconfig, "kubeconfig")  # strictly first: the library blocks on a FIFO, trips on binary
             kubernetes.config.load_kube_config(config_file=kubeconfig)
         else:
             try:
                 kubernetes.config.load_incluster_config()
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config()
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        raise StartupError(f"no Kubernetes credentials (in-cluster service account or kubeconfig): {exc}") from None
+    except Exception as exc:  # ConfigException, OSError, or a kubeconfig of the wrong shape (KeyError, TypeError, ...)
+        detail = str(exc) if isinstance(exc, ZonectlError) else f"{type(exc).__name__}: {exc}"
+        raise StartupError(f"no Kubernetes credentials (in-cluster service account or kubeconfig): {detail}") from None
     return kubernetes.client.CoreV1Api(), kubernetes.client.CustomObjectsApi()
 
 

@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from zonectl.core.errors import ValidationError, ZonectlError
 from zonectl.core.layout import Layout
 from zonectl.core.rules import Rule
-from zonectl.inputs import signature
+from zonectl.inputs import read_published, signature
 from zonectl.metrics_server import Listen, MetricsServer, registry_of
 from zonectl.render.ovn_match import assign_priorities
 
@@ -58,6 +58,11 @@ class AgentInputs:
     digest: str
 
 
+class IncompleteInputs(ValidationError):
+    """A document without the complete rule set: the placeholder the manifests ship, until the controller
+    (in interconnect mode) publishes; the agent waits for it rather than failing."""
+
+
 class InputsFile:
     """The published document in a file; ``load()`` parses it with the gateway's loader (one loader)."""
 
@@ -69,11 +74,9 @@ class InputsFile:
         return signature(self.path)
 
     def load(self) -> AgentInputs:
-        from zonectl.core.published import read_document
-
-        published = read_document(self.path, self.layout)
+        published = read_published(self.path, self.layout)
         if published.complete is None:
-            raise ValidationError(
+            raise IncompleteInputs(
                 "the document has no `ovn` part (the complete rule set): it is the empty one the manifests ship, "
                 "or the controller does not run with ovn.mode: interconnect", source=f"inputs {self.path}")
         return AgentInputs(published.complete.rules, frozenset(published.keep), published.digest)

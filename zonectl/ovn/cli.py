@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from zonectl.core.errors import ValidationError
-from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, load_registry
+from zonectl.inputs import CONFIG_HELP, UsageError, load_config, load_policies, load_registry, read_pem, seconds
 
-from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn, seconds_option
+from .config import DRIFT_MODES, SNAT_MODES, OvnConfig, parse_ovn
 
 if TYPE_CHECKING:
     from zonectl.metrics_server import Listen
@@ -68,9 +68,11 @@ def _open(args: argparse.Namespace, config: Config, ovn: OvnConfig) -> tuple[NbC
     settings = NbSettings.from_config(ovn, args.nb)
     overrides: dict[str, Any] = {k: v for k, v in (("private_key", args.ssl_key), ("certificate", args.ssl_cert),
                                                     ("ca_cert", args.ssl_ca)) if v}
-    timeout = seconds_option(args.timeout, "--timeout")
-    if timeout is not None:
-        overrides["timeout"] = timeout
+    for option, path in (("--ssl-key", args.ssl_key), ("--ssl-cert", args.ssl_cert), ("--ssl-ca", args.ssl_ca)):
+        if path:
+            read_pem(path, option)
+    if args.timeout is not None:
+        overrides["timeout"] = args.timeout
     if overrides:
         settings = replace(settings, **overrides)
     if not settings.remote:
@@ -202,8 +204,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     from zonectl.ovn.resync import Resyncer
 
-    args.interval = seconds_option(args.interval, "--interval", lo=1, hi=86400)
-    args.poll = seconds_option(args.poll, "--poll", default=2.0, lo=0.05, hi=3600)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = _run_flags(args)
     if args.inputs:
@@ -229,14 +229,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_flags(args: argparse.Namespace) -> "Listen | None":
     """``run``'s own flags, checked before anything starts (one line naming the flag, exit status 2)."""
-    from zonectl.core import fields
     from zonectl.core.errors import Collector
     from zonectl.metrics_server import parse_listen
 
     errs = Collector()
-    for flag, value in (("--interval", args.interval), ("--poll", args.poll)):
-        if value is not None:
-            fields.number(value, flag, errs, 0.05, 86400)
     listen = None
     if args.metrics_listen not in (None, "off"):
         if not args.inputs:
@@ -249,10 +245,15 @@ def _run_flags(args: argparse.Namespace) -> "Listen | None":
 
 def _run_agent(args: argparse.Namespace, metrics: "Listen | None") -> int:
     """``zonectl ovn run --inputs FILE``: the node agent (zonectl/ovn/agent.py)."""
-    from zonectl.ovn.agent import Agent, InputsFile, open_retrying, serve
+    from zonectl.ovn.agent import Agent, IncompleteInputs, InputsFile, open_retrying, serve
 
-    config = load_config(args.config)  # a broken config fails at start (exit 2); a broken document never does
+    config = load_config(args.config)  # a broken config fails at start (exit 2), and so does a broken document:
     ovn = parse_ovn(config.section("ovn"))
+    source = InputsFile(args.inputs, config.layout)
+    try:  # later ones are refused and logged, the rows of the last good one staying in NB
+        source.load()
+    except IncompleteInputs:
+        pass  # the placeholder the manifests ship: wait for the controller to publish
     stop = _stop_event()
     opened = open_retrying(lambda: _open(args, config, ovn), stop)
     if opened is None:
@@ -260,7 +261,7 @@ def _run_agent(args: argparse.Namespace, metrics: "Listen | None") -> int:
     nb, settings = opened
     mode = args.mode or ovn.drift
     interval = args.interval or ovn.resync_seconds
-    agent = Agent(nb, InputsFile(args.inputs, config.layout), settings, mode, interval=interval, poll=args.poll)
+    agent = Agent(nb, source, settings, mode, interval=interval, poll=args.poll)
     LOG.info("ovn agent: NB %s, inputs %s, drift %s, resync every %.0fs", nb.settings.remote, args.inputs, mode,
              interval)
     try:
@@ -280,8 +281,7 @@ def _common(p: argparse.ArgumentParser, *, policies_required: bool) -> None:
                    help="files or directories with SecurityZone objects")
     p.add_argument("-f", "--filename", dest="files", metavar="POLICY", action="extend", nargs="+",
                    required=policies_required, help="files or directories with SecurityZonePolicy objects")
-    p.add_argument("--timeout", metavar="SECONDS", help="connect and transaction timeout, 0.1-3600 (default: ovn.timeout, "
-                                                      "else 10)")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS", help="connect and transaction timeout (default 10)")
     p.add_argument("--ssl-key", metavar="FILE", help="private key for ssl: remotes")
     p.add_argument("--ssl-cert", metavar="FILE", help="certificate for ssl: remotes")
     p.add_argument("--ssl-ca", metavar="FILE", help="CA certificate for ssl: remotes")
@@ -357,8 +357,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--inputs", metavar="FILE",
                    help="the published rules (GatewayInputs JSON with the `ovn` part) instead of --zones/-f")
     p.add_argument("--mode", choices=DRIFT_MODES, help="default: ovn.drift in the config, else repair")
-    p.add_argument("--interval", metavar="SECONDS", help="1-86400 (default: ovn.resyncSeconds, else 60)")
-    p.add_argument("--poll", metavar="SECONDS",
+    p.add_argument("--interval", type=seconds, metavar="SECONDS", help="default: ovn.resyncSeconds, else 60")
+    p.add_argument("--poll", type=seconds, default=2.0, metavar="SECONDS",
                    help="with --inputs: how often the file is checked for changes (default 2)")
     p.add_argument("--metrics-listen", metavar="[ADDRESS]:PORT",
                    help="with --inputs: serve /metrics and /healthz here, e.g. [::1]:9465 or the pod's address "

@@ -9,13 +9,12 @@ connects (``connection`` and ``sync`` turn it into NB settings and sync settings
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, cast
 
 from zonectl.core import fields
-from zonectl.core.errors import Collector, ValidationError
+from zonectl.core.errors import Collector
 from zonectl.render.checks import OVN_NAME, TOKEN
 from zonectl.render.ovn_match import ALLOW_ACTIONS, DENY_ACTIONS
 
@@ -126,21 +125,6 @@ def seconds(value: Any, path: str, errs: Collector, default: float, lo: float = 
     """A finite number of seconds from ``lo`` to ``hi`` (NaN, infinities, booleans and strings refused)."""
     got = fields.number(value, path, errs, lo, hi)
     return default if got is None else got
-
-
-def seconds_option(text: str | None, option: str, default: float | None = None, lo: float = 0.1,
-                   hi: float = MAX_SECONDS) -> float | None:
-    """A command-line number of seconds (``--timeout 5``); ``nan``, ``inf``, ``-1`` or ``abc`` is one error naming
-    the option (exit status 2), never a hang or a traceback."""
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise ValidationError(f"{option}: {fields.short(text)} must be a number of seconds from {lo:g} to {hi:g}")
-    return value
 
 
 def parse_ovn(section: Mapping[str, Any] | None) -> OvnConfig:

@@ -4,16 +4,21 @@ Built once from the layout, the zone registry, the scopes asked for and (optiona
 so that each vendor module is a pure text builder with no address arithmetic of its own: the masks
 and the expansion come from ``core.layout`` only, and every value leaves here normalised
 (value AND mask), whatever the vendor does with it.
+
+Linear in nodes x zones, with the per-node values kept as text: a cluster of 65,536 nodes and 30 zones
+is two million (zone, node) pairs, so each costs one address formatted and one small object, never a
+search over the other nodes or an ``ipaddress`` object per CIDR (benchmarks/export_scale.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv6Address, IPv6Network
-from typing import Iterable
+from functools import cached_property
+from ipaddress import IPv6Network
+from typing import Iterable, Iterator, NamedTuple
 
 from ...core.errors import ValidationError
-from ...core.layout import AddrMatch, Layout, Scope, SCOPES
+from ...core.layout import AddrMatch, Layout, Scope, SCOPES, ipv6_text
 from ...core.zones import Zone, ZoneRegistry
 from .. import checks
 
@@ -26,29 +31,32 @@ class ScopeMatch:
     match: AddrMatch
 
 
-@dataclass(frozen=True)
-class NodeCidrs:
-    """One zone on one node: its value/mask there and the plain CIDRs that cover exactly that."""
+class NodeCidrs(NamedTuple):
+    """One zone on one node, as text: the node's podCIDR, the zone's value/mask there and the plain CIDRs
+    that cover exactly that (``value`` is the zone on the node, normalised; ``cidrs`` in address order)."""
 
-    node: IPv6Network
-    match: AddrMatch
-    cidrs: tuple[IPv6Network, ...]
+    node: str
+    value: str
+    mask: str
+    cidrs: tuple[str, ...]
+
+    @property
+    def match(self) -> str:
+        return f"{self.value}/{self.mask}"
 
 
 @dataclass(frozen=True)
 class ZoneExport:
     zone: Zone
     matches: tuple[ScopeMatch, ...]
-    nodes: tuple[NodeCidrs, ...] = ()
-
-    @property
-    def cidrs(self) -> tuple[IPv6Network, ...]:
-        return tuple(c for n in self.nodes for c in n.cidrs)
 
 
 @dataclass(frozen=True)
 class ExportData:
-    """Everything an export needs; ``nodes`` is None when no node CIDRs were given."""
+    """Everything an export needs; ``nodes`` is None when no node CIDRs were given.
+
+    The zones on the nodes are derived, while rendering, from what is checked here (the layout, the zone
+    ids, the node list): nothing per (zone, node) is stored, or could be of the wrong form."""
 
     layout: Layout
     scopes: tuple[Scope, ...]
@@ -58,27 +66,60 @@ class ExportData:
     def __post_init__(self) -> None:
         """Every zone name, id, match and node CIDR in the form the vendor formats write (checked once here,
         since every format renders from this object)."""
+        if not isinstance(self.layout, Layout):
+            raise checks.refuse("layout", self.layout, "is not a Layout")
         for s in self.scopes:
             checks.one_of(s, SCOPES, "scope")
-        for n in self.nodes or ():
-            checks.ipv6_net(n, "node")
+        nodes = self.nodes or ()
+        for n in nodes:
+            self.layout.check_node(checks.ipv6_net(n, "node"))
+        if len(set(nodes)) != len(nodes) or list(nodes) != sorted(nodes):
+            raise checks.refuse("nodes", nodes, "are not sorted and unique")
         for z in self.zones:
             if not isinstance(z, ZoneExport) or not isinstance(z.zone, Zone):
                 raise checks.refuse("zone", z, "is not a ZoneExport")
             checks.name(z.zone.name, "zone")
-            checks.integer(z.zone.id, f"zone {z.zone.name} id", 0, (1 << 32) - 1)
+            checks.integer(z.zone.id, f"zone {z.zone.name} id", 0, self.layout.max_zone_id)
+            self.layout.check_expansion(z.zone.id, len(nodes))
             for m in z.matches:
                 checks.one_of(m.scope, SCOPES, f"zone {z.zone.name} scope")
                 checks.match(m.match, f"zone {z.zone.name} match")
-            for nc in z.nodes:
-                checks.ipv6_net(nc.node, f"zone {z.zone.name} node")
-                checks.match(nc.match, f"zone {z.zone.name} node match")
-                for c in nc.cidrs:
-                    checks.ipv6_net(c, f"zone {z.zone.name} CIDR")
 
     @property
     def has_nodes(self) -> bool:
         return self.nodes is not None
+
+    @cached_property
+    def node_values(self) -> tuple[int, ...]:
+        return tuple(int(n.network_address) for n in self.nodes or ())
+
+    @cached_property
+    def node_texts(self) -> tuple[str, ...]:
+        """``str(node)`` of every node, formatted once for all zones."""
+        return tuple(f"{ipv6_text(v)}/{n.prefixlen}" for v, n in zip(self.node_values, self.nodes or (), strict=True))
+
+    def on_nodes(self, z: ZoneExport) -> Iterator[NodeCidrs]:
+        """The zone on each node, in node order (nothing without nodes)."""
+        layout = self.layout
+        mask = ipv6_text(layout.node_mask | layout.field_mask)
+        suffix = f"/{layout.expanded_length}"
+        text = ipv6_text
+        for node, cidrs in zip(self.node_texts, layout.expand_by_node(z.zone.id, self.node_values), strict=True):
+            value = text(cidrs[0])
+            yield NodeCidrs(node, value, mask, (value + suffix,) if len(cidrs) == 1 else
+                            tuple(text(c) + suffix for c in cidrs))
+
+    def node_cidrs(self, z: ZoneExport) -> list[tuple[str, str]]:
+        """(node, CIDR) for every CIDR of the zone on the nodes, in node order: what ``on_nodes`` lists, without
+        the rest (the CIDR formats' lines need no more)."""
+        suffix = f"/{self.layout.expanded_length}"
+        text = ipv6_text
+        expanded = self.layout.expand_by_node(z.zone.id, self.node_values)
+        return [(node, text(c) + suffix) for node, cidrs in zip(self.node_texts, expanded, strict=True) for c in cidrs]
+
+    def cidrs(self, z: ZoneExport) -> list[str]:
+        """Every CIDR of the zone on the nodes, in node order."""
+        return [c for _, c in self.node_cidrs(z)]
 
 
 def default_scopes(layout: Layout) -> tuple[Scope, ...]:
@@ -91,7 +132,8 @@ def build(
     scopes: Iterable[Scope] | None = None,
     nodes: Iterable[IPv6Network | str] | None = None,
 ) -> ExportData:
-    """Compute every zone's matches and node CIDRs, or raise ValidationError before anything is rendered."""
+    """Compute every zone's matches and check the node list, or raise ValidationError before anything is
+    rendered (the expansion limit included)."""
     layout = registry.layout
     wanted = tuple(dict.fromkeys(scopes)) if scopes is not None else default_scopes(layout)
     for scope in wanted:
@@ -106,23 +148,9 @@ def build(
         node_list = tuple(sorted({layout.check_node(n) for n in nodes}))
         if not node_list:
             raise ValidationError("the node list is empty: no node podCIDR to expand the zones over")
-    zones = []
-    for zone in registry:
-        matches = tuple(ScopeMatch(s, layout.zone_match(zone.id, s)) for s in wanted)
-        per_node: tuple[NodeCidrs, ...] = ()
-        if node_list is not None:
-            # One call for all nodes, so the expansion limit applies to the whole export.
-            expanded = layout.expand(zone.id, node_list)
-            per_node = tuple(
-                NodeCidrs(
-                    node,
-                    layout.node_zone_match(node, zone.id),
-                    tuple(c for c in expanded if c.subnet_of(node)),
-                )
-                for node in node_list
-            )
-        zones.append(ZoneExport(zone, matches, per_node))
-    return ExportData(layout, wanted, tuple(zones), node_list)
+    zones = tuple(ZoneExport(zone, tuple(ScopeMatch(s, layout.zone_match(zone.id, s)) for s in wanted))
+                  for zone in registry)
+    return ExportData(layout, wanted, zones, node_list)
 
 
 def require_nodes(data: ExportData, vendor: str) -> None:
@@ -138,6 +166,3 @@ def full_address(value: int) -> str:
     """All eight hextets without compression (``0:0:0:ffff:0:ffff:ffff:ffff``): no parser can misread it."""
     return ":".join(f"{(value >> (112 - 16 * i)) & 0xFFFF:x}" for i in range(8))
 
-
-def compressed(value: int) -> str:
-    return str(IPv6Address(value))

@@ -7,19 +7,18 @@ node is added changes only the objects of that node (firewall diffs stay readabl
 from __future__ import annotations
 
 import hashlib
-from ipaddress import IPv6Network
 
 PREFIX = "zonectl-"
 
 
-def cidr_token(net: IPv6Network) -> str:
+def cidr_token(cidr: str) -> str:
     """``fd00:10:244:2:2000::/80`` -> ``fd00-10-244-2-2000--_80`` (letters, digits, '-' and '_' only)."""
-    return f"{str(net.network_address).replace(':', '-')}_{net.prefixlen}"
+    return cidr.replace(":", "-").replace("/", "_")
 
 
 def object_name(*parts: str, limit: int, prefix: str = PREFIX) -> str:
     """``prefix`` + parts joined by '-'; too long names keep their start and end in a short hash."""
-    name = prefix + "-".join(p for p in parts if p)
+    name = prefix + "-".join(filter(None, parts))
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
