@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -87,8 +88,9 @@ def _tamper(state: LabState) -> None:
 
 
 def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
+    """The lab without Kubernetes (--no-kube): it applies the policies itself; tampering seen and repaired."""
     started = time.monotonic()
-    up = lab(state_dir, "up")
+    up = lab(state_dir, "up", "--no-kube")
     assert up.returncode == 0, up.stdout + up.stderr
     state = LabState.load(state_dir)
     assert state is not None and state.phase == "up"
@@ -164,10 +166,75 @@ def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
     assert time.monotonic() - started < 180
 
 
+def _ready_rows(test_out: str) -> list[str]:
+    """The object rows of the `kubectl get securityzones,securityzonepolicies -A` section of `lab test`."""
+    section = test_out.split("== kubernetes: kubectl get securityzones,securityzonepolicies -A\n", 1)[1]
+    return [line for line in section.split("\n\n==", 1)[0].splitlines() if "zonectl.io/" in line]
+
+
+def _nb_policies(state_dir: Path) -> set[str]:
+    nb = f"unix:{state_dir / 'ovn' / 'nb.sock'}"
+    out = subprocess.run(["ovn-nbctl", f"--db={nb}", "--bare", "--columns=external_ids", "list", "ACL"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r'"?zonectl\.io/policy"?="?([\w./-]+)"?', out))
+
+
+def test_lab_with_kubernetes(state_dir: Path) -> None:
+    """The user's path: kubectl apply -> the zonectl controller -> OVN ACLs and the published gateway document
+    -> packets; a kubectl delete goes the same way; `down` removes all of it, even after a kill -9."""
+    up = lab(state_dir, "up", timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "zones and policies applied with kubectl, all Ready" in up.stdout
+    info = json.loads((state_dir / "kube" / "kube.json").read_text())
+    kubectl = [info["kubectl"], "--kubeconfig", info["kubeconfig"]]
+    assert f"{info['kubectl']} --kubeconfig {info['kubeconfig']} get securityzones,securityzonepolicies -A" in up.stdout
+
+    first = lab(state_dir, "test")
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+    assert "lab test: PASS" in out and "agree with the policy" in out and "in sync" in out
+    rows = _ready_rows(out)
+    assert len(rows) == 6 and all(" True " in row for row in rows), rows  # 3 zones, 3 policies, all Ready
+    # the ACLs are the controller's: written for the objects as stored (their generation), which the lab never wrote
+    assert _nb_policies(state_dir) == {"zonectl-system/dmz", "zonectl-system/web", "zonectl-system/db"}
+    cm = subprocess.run([*kubectl, "get", "configmap", "zonectl-gateway-rules", "-n", "zonectl-system", "-o",
+                         "jsonpath={.data.gateway\\.json}"], capture_output=True, text=True, check=True).stdout
+    assert cm and (state_dir / "gateway" / "gateway.json").read_text() == cm  # the gateway reads the controller's document
+
+    # kubectl delete: the controller removes the policy's rows (finalizer) and republishes; the gateway follows
+    seq = json.loads((state_dir / "gateway" / "last-apply.json").read_text())["seq"]
+    subprocess.run([*kubectl, "delete", "securityzonepolicy", "db", "-n", "zonectl-system"], check=True, timeout=60)
+    assert _nb_policies(state_dir) == {"zonectl-system/dmz", "zonectl-system/web"}
+    deadline = time.monotonic() + 30
+    while json.loads((state_dir / "gateway" / "last-apply.json").read_text())["seq"] == seq:
+        assert time.monotonic() < deadline, "the gateway did not re-apply the republished document"
+        time.sleep(0.2)
+    after = lab(state_dir, "test")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "lab test: PASS" in after.stdout and "in sync" in after.stdout and len(_ready_rows(after.stdout)) == 5
+    table = after.stdout.split("from \\ to", 1)[1].split("\n\n", 1)[0]
+    assert {line.split()[0]: line for line in table.splitlines()[2:]}["db"].split()[1:] != ["-"] * 6  # db is open now
+
+    # the control plane's daemon killed: `down` still ends what it started (recorded in kube.json)
+    state = LabState.load(state_dir)
+    assert state is not None and state.kube
+    daemon = next(p for p in state.processes if p.program == "zonectl.lab.kube")
+    os.kill(daemon.pid, signal.SIGKILL)
+    pids = recorded_pids(state_dir) | {p["pid"] for p in info["processes"]}
+    names = set(state.netns)
+    down = lab(state_dir, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "(etcd)" in down.stdout and "(kube-apiserver)" in down.stdout
+    assert not [p for p in pids if alive(p)]
+    assert not names & netns_names() and info["link"] not in root_links()
+    assert not state_dir.exists() and not [d for d in info["dirs"] if Path(d).exists()]
+
+
 def test_up_after_a_crash_cleans_up_first(state_dir: Path) -> None:
     """kill -9 `lab up` half-way: the next `up` removes the leftovers, then `down` leaves nothing."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-m", "zonectl.lab.cli", "lab", "--state-dir", str(state_dir), "up"],
+    proc = subprocess.Popen([sys.executable, "-m", "zonectl.lab.cli", "lab", "--state-dir", str(state_dir), "up",
+                             "--no-kube"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     deadline = time.monotonic() + 60
     crashed: LabState | None = None
@@ -186,7 +253,7 @@ def test_up_after_a_crash_cleans_up_first(state_dir: Path) -> None:
     leftovers = set(crashed.netns) & netns_names()
     assert leftovers  # the crash really left namespaces behind
 
-    up = lab(state_dir, "up")
+    up = lab(state_dir, "up", "--no-kube")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "cleaning up the previous lab" in up.stdout
     assert not leftovers & netns_names()  # the crashed run's namespaces are gone (new lab, new names)

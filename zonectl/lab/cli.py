@@ -26,7 +26,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     d = Inputs.defaults()
     inputs = Inputs(Path(args.config or d.config), Path(args.zones or d.zones), Path(args.policies or d.policies))
-    up(_state_dir(args), inputs, nodes=args.nodes)
+    up(_state_dir(args), inputs, nodes=args.nodes, with_kube=not args.no_kube)
     return 0
 
 
@@ -72,13 +72,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        description="Start OVN (NB, SB, northd, a chassis with the userspace datapath), lay out node\n"
                        "switches and ovn_cluster_router as OVN-Kubernetes does, add pods (namespaces with zone-encoded\n"
                        "addresses, two per zone plus a no-zone pod), the Tayga NAT64 gateway and an IPv4 'internet',\n"
-                       "then compile the policies and apply them (OVN sync + gateway apply). Needs root. Bad input\n"
+                       "then a Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler; built\n"
+                       "by scripts/testbin.sh on the first run, then cached) with zonectl installed by\n"
+                       "manifests/install.sh: the zones and policies are applied with kubectl and the zonectl\n"
+                       "controller writes the OVN ACLs and the gateway's published document. --no-kube: the lab\n"
+                       "compiles and applies the policies itself (OVN sync + gateway apply). Needs root. Bad input\n"
                        "is refused (exit 2) before anything is made; a previous or crashed run is removed first.",
-                       epilog="examples:\n  zonectl lab up\n  zonectl lab up --nodes 3 --policies my-policies.yaml")
+                       epilog="examples:\n  zonectl lab up\n  zonectl lab up --no-kube --nodes 3 --policies my-policies.yaml")
     p.add_argument("--config", help="zonectl config (default: examples/config.yaml)")
     p.add_argument("--zones", help="SecurityZone objects (default: examples/zones.yaml)")
     p.add_argument("--policies", help="SecurityZonePolicy objects (default: examples/policies.yaml)")
     p.add_argument("--nodes", type=count(2, MAX_NODES), default=2, help="number of nodes (logical switches), 2-8 (default 2)")
+    p.add_argument("--no-kube", action="store_true",
+                   help="no Kubernetes control plane: the lab applies the policies itself (OVN sync + gateway apply)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("test", parents=[common], help="probe every zone pair and the IPv4 internet; exit 1 on any mismatch or drift",

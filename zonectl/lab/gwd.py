@@ -5,8 +5,10 @@ applied the plan (as its DaemonSet does), while ``lab up``/``sync``/``test`` are
 So the lab starts this daemon in the gateway namespace and talks to it the Unix way:
 
 * start: load the lab's inputs, compile them, publish them as the controller does (the gateway inputs
-  document), load that document as the gateway DaemonSet does, then the gateway's own daemon loop
-  (``zonectl.gateway.daemon``): apply, supervise Tayga, serve /metrics;
+  document; in a lab with Kubernetes the real controller publishes it, and ``lab/kube.py`` copies its
+  ConfigMap to the same file, as a kubelet mounts it), load that document as the gateway DaemonSet
+  does, then the gateway's own daemon loop (``zonectl.gateway.daemon``): apply, supervise Tayga, serve
+  /metrics;
 * SIGHUP: load the inputs again and re-apply (the gateway repairs whatever differs: a flushed chain
   comes back); the outcome goes to ``<state>/gateway/last-apply.json`` with a sequence number;
 * SIGTERM: stop Tayga and exit (the namespace, with its rules, is deleted by ``lab down``).
@@ -30,7 +32,7 @@ from ..core import published
 from ..core.errors import ZonectlError
 from ..gateway import daemon
 from ..gateway.config import GatewayConfig, parse_gateway
-from ..inputs import read_published
+from ..inputs import read_published, signature
 from ..operator.publish import FilePublisher
 from .inputs import Compiled, Inputs, compile_inputs
 from .state import LabState
@@ -49,14 +51,21 @@ def gateway_config(compiled: Compiled, state_dir: Path) -> GatewayConfig:
     return parse_gateway(section)
 
 
-def load(inputs: Inputs, state_dir: Path) -> daemon.Inputs:
-    """Compile the lab's inputs and pass them through the controller's published document, as the gateway
-    DaemonSet receives them: the controller's writer, the file the ConfigMap mounts, the gateway's one loader."""
+def published_file(state_dir: Path) -> Path:
+    """The file the gateway reads its published document from (where the ConfigMap would be mounted)."""
+    return state_dir / "gateway" / PUBLISHED_FILE
+
+
+def load(inputs: Inputs, state_dir: Path, *, publish: bool = True) -> daemon.Inputs:
+    """Compile the lab's inputs and read the controller's published document, as the gateway DaemonSet
+    receives it: the file the ConfigMap mounts, the gateway's one loader. ``publish``: the lab writes the
+    document itself with the controller's writer (a lab without Kubernetes; with it, the controller does)."""
     current = compile_inputs(inputs)
     cfg = gateway_config(current, state_dir)
-    published_file = Path(cfg.state_dir) / PUBLISHED_FILE
-    FilePublisher(published_file).publish(published.render(published.document(current.ruleset, current.registry)))
-    doc = read_published(published_file, current.config.layout)
+    path = published_file(state_dir)
+    if publish:
+        FilePublisher(path).publish(published.render(published.document(current.ruleset, current.registry)))
+    doc = read_published(path, current.config.layout)
     return daemon.Inputs(current.config, cfg, doc.registry, doc.gateway)
 
 
@@ -65,7 +74,20 @@ def serve(state_dir: Path) -> int:
     if state is None:
         raise ZonectlError(f"no lab ledger in {state_dir}")
     inputs = Inputs.from_dict(state.inputs)
-    return daemon.serve(load(inputs, state_dir), lambda: load(inputs, state_dir), interval=3600)
+    if not state.kube:  # `lab sync` sends SIGHUP
+        return daemon.serve(load(inputs, state_dir), lambda: load(inputs, state_dir), interval=3600)
+    # with Kubernetes, the controller republishes: re-apply when the mounted document changes, as `gateway run`
+    path = published_file(state_dir)
+    last = signature(path)
+
+    def changed() -> bool:
+        nonlocal last
+        now = signature(path)
+        moved, last = now != last, now
+        return moved
+
+    return daemon.serve(load(inputs, state_dir, publish=False), lambda: load(inputs, state_dir, publish=False),
+                        changed=changed, interval=1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ input is refused with every problem named before a single namespace exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..core.config import Config, parse_config
@@ -47,6 +47,12 @@ class Compiled:
     policies: list[dict]
     ruleset: RuleSet
     services: tuple[Service, ...]
+
+    def with_policies(self, policies: list[dict]) -> "Compiled":
+        """The same zones and config with ``policies`` instead (a lab with Kubernetes: the objects as stored,
+        whose generation the controller writes into every OVN row)."""
+        ruleset = compile_objects(policies, self.registry, self.config.nat64)
+        return replace(self, policies=policies, ruleset=ruleset, services=services_of(ruleset))
 
 
 def compile_inputs(inputs: Inputs) -> Compiled:

@@ -15,10 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from ..harness.controlplane import Binaries
 from ..harness.netns import list_netns
 from ..harness.ovnk import CLUSTER_ROUTER
-from . import build, enforce, report, traffic
-from .enforce import Drift
+from . import build, enforce, kube, report, traffic
+from .enforce import PACKAGE_ROOT, Drift
 from .inputs import Compiled, Inputs, compile_inputs
 from .matrix import observe, plan_matrix, render_text
 from .state import LabError, LabState, teardown
@@ -73,10 +74,17 @@ def _prepare_dir(state_dir: Path, say: Say) -> bool:
     return True
 
 
-def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, say: Say = print) -> tuple[LabState, Topology]:
-    """Bring the whole lab up; on any failure remove what was made and re-raise."""
+def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, with_kube: bool = True,
+       say: Say = print) -> tuple[LabState, Topology]:
+    """Bring the whole lab up; on any failure remove what was made and re-raise.
+
+    ``with_kube``: the policies go the user's way, ``kubectl apply`` -> the zonectl controller -> OVN
+    and the published gateway document (lab/kube.py); without, the lab applies them itself."""
     require_root()
     compiled = compile_inputs(inputs)  # bad input: error before anything changes
+    if with_kube:  # first run: builds the control plane (progress on stderr); then cached
+        say("control plane binaries (scripts/testbin.sh; built on the first run, then cached)")
+        Binaries.build(PACKAGE_ROOT)
     state_dir = state_dir.resolve()
     created = _prepare_dir(state_dir, say)
     topo = plan(compiled.config, compiled.registry, nodes=nodes)
@@ -86,7 +94,7 @@ def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, say: Say = print) -> 
         topo = plan(compiled.config, compiled.registry, nodes=nodes)
     else:
         raise LabError("could not find unused namespace names for the lab")
-    state = LabState(state_dir, lab_id=topo.lab_id, created_dir=created, phase="building",
+    state = LabState(state_dir, lab_id=topo.lab_id, created_dir=created, phase="building", kube=with_kube,
                      inputs=inputs.as_dict(), topology=topo.as_dict())
     state.save()
     t0 = time.monotonic()
@@ -107,11 +115,18 @@ def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, say: Say = print) -> 
         build.start_servers(state, topo, compiled.services)
         step(f"internet {topo.internet.address} + {topo.internet.site2}, servers on "
              + " ".join(s.label for s in compiled.services if s.proto != "icmpv6"))
+        if with_kube:
+            kube.start(state)
+            step("kubernetes: etcd, kube-apiserver, controller-manager, scheduler; zonectl installed "
+                 "(manifests/install.sh), zones and policies applied with kubectl, all Ready")
+            say(kube.get(state.state_dir)[0])
+            ovn_line = "ovn: the zonectl controller wrote the ACLs"
         result = enforce.start_gateway(state, topo.gateway.netns)
         step(f"gateway: {'; '.join(result.get('changes') or ['no change'])}")
-        ovn_report = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled)
+        if not with_kube:
+            ovn_line = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled).lines()[0]
         sandbox.wait_hv()
-        step(ovn_report.lines()[0])
+        step(ovn_line)
         state.phase = "up"
         state.save()
     except BaseException:
@@ -127,12 +142,16 @@ def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, say: Say = print) -> 
 def inspect_commands(state: LabState, topo: Topology, inputs: Inputs) -> list[str]:
     """The lab's OVN and gateway seen as a deployment's are: `gateway status` and `doctor` pointed at them."""
     gateway = f"--state-dir {state.state_dir / 'gateway'} --netns {topo.gateway.netns}"
-    return [
+    lines = [
         "inspect it as a deployment:",
         f"  zonectl gateway status --config {inputs.config} {gateway}",
         f"  zonectl doctor --config {inputs.config} --zones {inputs.zones} -f {inputs.policies} "
         f"--nb unix:{Path(state.ovn_dir) / 'nb.sock'} --gateway {gateway} --skip crds",
     ]
+    info = kube.read_info(state.state_dir)
+    if state.kube and info.get("kubectl"):
+        lines.append(f"  {info['kubectl']} --kubeconfig {info['kubeconfig']} get {kube.KINDS} -A")
+    return lines
 
 
 def down(state_dir: Path, *, say: Say = print) -> list[str]:
@@ -150,7 +169,10 @@ def _running(state_dir: Path) -> tuple[LabState, Compiled, Topology]:
     state = load_state(state_dir.resolve())
     if state.phase != "up":
         raise LabError(f"the lab in {state_dir} is not up (phase {state.phase}); run `zonectl lab up`")
-    return state, compile_inputs(Inputs.from_dict(state.inputs)), Topology.from_dict(state.topology)
+    compiled = compile_inputs(Inputs.from_dict(state.inputs))
+    if state.kube:  # the cluster's objects are what the controller enforces
+        compiled = compiled.with_policies(kube.stored_policies(state.state_dir))
+    return state, compiled, Topology.from_dict(state.topology)
 
 
 def sync(state_dir: Path, *, say: Say = print) -> Drift:
@@ -218,7 +240,11 @@ def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, 
     nodes = {n.name: n for n in topo.nodes}
     nd = [traffic.neighbor(p.netns, p.name, str(nodes[p.node].router_ip.ip), nodes[p.node].router_mac)
           for p in topo.pods if p.netns in sources]
-    sections = {
+    sections: dict[str, str] = {}
+    kube_ready = True
+    if state.kube:
+        sections["kubernetes: kubectl get securityzones,securityzonepolicies -A"], kube_ready = kube.get(state.state_dir)
+    sections |= {
         "drift (desired vs actual)": "\n".join(found.lines()),
         "ICMPv6 neighbour discovery through OVN": report.nd_text(nd),
         "NAT64 egress: IPv4 source the internet saw, per zone": report.egress_text(matrix),
@@ -233,6 +259,6 @@ def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, 
         say(f"\n== {title}")
         say(text)
     report.write_pictures(state.state_dir, matrix, sections)
-    ok = matrix.passed and not found.any and all(c.ok for c in nd)
+    ok = matrix.passed and not found.any and all(c.ok for c in nd) and kube_ready
     say(f"\nlab test: {'PASS' if ok else 'FAIL'} (matrix: {state.state_dir / 'matrix.html'})")
     return 0 if ok else 1

@@ -47,6 +47,7 @@ class LabState:
     ovn_dir: str = ""
     created_dir: bool = False
     phase: str = "new"  # new -> building -> up
+    kube: bool = False  # a Kubernetes control plane with the zonectl controller (lab/kube.py) writes the policies
     inputs: dict[str, str] = field(default_factory=dict)  # config/zones/policies paths
     topology: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -86,6 +87,7 @@ class LabState:
             ovn_dir=body.get("ovn_dir", ""),
             created_dir=bool(body.get("created_dir")),
             phase=body.get("phase", "new"),
+            kube=bool(body.get("kube")),
             inputs=dict(body.get("inputs") or {}),
             topology=dict(body.get("topology") or {}),
             started=float(body.get("started") or 0),
@@ -103,11 +105,16 @@ class LabState:
         self.save()
 
 
+# Daemons that need longer than a few seconds to end what they started (the control plane's daemon
+# stops the controller, scheduler, controller-manager, API server and etcd, one after the other).
+STOP_TIMEOUTS = {"zonectl.lab.kube": 90.0}
+
+
 def stop_process(rec: ProcessRecord, timeout: float = 5.0) -> bool:
     """SIGTERM then SIGKILL ``rec.pid`` if it still runs ``rec.program``; True if it was ours and ran."""
     if not alive(rec.pid) or rec.program not in cmdline(rec.pid):
         return False
-    return kill_pid(rec.pid, timeout=timeout)
+    return kill_pid(rec.pid, timeout=STOP_TIMEOUTS.get(rec.program, timeout))
 
 
 def teardown(state: LabState) -> list[str]:
@@ -117,11 +124,13 @@ def teardown(state: LabState) -> list[str]:
     (deleting a namespace deletes every link inside it, and each veth's peer with it), then the files.
     """
     from ..harness.sandbox import OvnSandbox  # the sandbox owns its daemons' cleanup
+    from .kube import leftovers  # what a killed control-plane daemon could not end
 
     removed: list[str] = []
     for rec in reversed(state.processes):
         if stop_process(rec):
             removed.append(f"process {rec.pid} ({rec.what})")
+    removed += leftovers(state.state_dir)
     if state.ovn_dir and Path(state.ovn_dir).exists():
         sandbox = OvnSandbox(state_dir=Path(state.ovn_dir), chassis=True)
         sandbox.cleanup_stale()
@@ -135,7 +144,7 @@ def teardown(state: LabState) -> list[str]:
     if state.created_dir:
         shutil.rmtree(state.state_dir, ignore_errors=True)
     else:
-        for child in ("ovn", "gateway", "logs", "matrix.svg", "matrix.html", STATE_FILE):
+        for child in ("ovn", "gateway", "kube", "logs", "matrix.svg", "matrix.html", STATE_FILE):
             p = state.state_dir / child
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
