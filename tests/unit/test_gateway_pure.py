@@ -15,7 +15,8 @@ from promtext import samples
 from zonectl.gateway import metrics
 from zonectl.gateway.config import MarkSettings, check_zone_egress, parse_gateway
 from zonectl.gateway.plan import RouteSpec, RuleSpec, build_plan
-from zonectl.gateway.tayga import Backoff, TaygaStatus, active_mappings, parse_dynamic_map
+from zonectl.gateway.tayga import Backoff, TaygaStatus
+from zonectl.gateway.tayga_info import active_mappings, parse_dynamic_map
 from zonectl.render.ip6tables import Counter
 from zonectl.render.tayga import DEBIAN_12, TaygaVersion
 
@@ -162,7 +163,7 @@ def test_backoff_doubles_and_resets() -> None:
 
 def test_version_from_help_text_of_newer_tayga(tmp_path) -> None:
     """0.9.4+ names its version in --help (0.9.2 does not; tests/netns checks the real 0.9.2 binary)."""
-    from zonectl.gateway.tayga import detect_version
+    from zonectl.gateway.tayga_info import detect_version
 
     fake = tmp_path / "tayga"
     fake.write_text("#!/bin/sh\necho 'TAYGA version 0.9.6' >&2\necho 'Usage:' >&2\nexit 1\n")

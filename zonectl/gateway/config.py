@@ -5,6 +5,7 @@ Example (every key but ``uplink`` has a default)::
     gateway:
       uplink: eth1                  # the IPv4 interface; pools are masqueraded / SNATed out of it
       stateDir: /var/lib/zonectl/gateway
+      filter: nftables              # the zone filter's backend: nftables (verdict maps) or ip6tables
       tayga:
         binary: tayga
         version: auto               # or "0.9.2": which directives may be written
@@ -18,7 +19,7 @@ Example (every key but ``uplink`` has a default)::
       marks: {mask: 0x00ff0000}     # fwmark bits zonectl may use to route own-pool zones
       routing: {tableBase: 4200, rulePriority: 4200}
       metrics: {listen: "[::]:9464"}
-      restart: {initialDelay: 0.2, maxDelay: 30}
+      restart: {initialDelay: 0.2, maxDelay: 30, probeInterval: 5, probeFailures: 3}
 
 Per-zone pools and egress addresses come from the SecurityZone objects (``spec.egress``); this
 module checks they fit together (disjoint pools, enough mark values, addresses outside the pools).
@@ -79,6 +80,8 @@ class RoutingSettings:
 class RestartSettings:
     initial_delay: float = 0.2
     max_delay: float = 30.0
+    probe_interval: float = 5.0  # seconds between liveness probes of each Tayga (gateway/liveness.py)
+    probe_failures: int = 3  # unanswered probes in a row before a running Tayga is restarted
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,11 @@ class GatewayConfig:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     metrics_listen: str | None = "[::]:9464"
     restart: RestartSettings = field(default_factory=RestartSettings)
+    filter: str = "nftables"
 
 
-_KEYS = ("uplink", "stateDir", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart")
+FILTERS = ("nftables", "ip6tables")
+_KEYS = ("uplink", "stateDir", "filter", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart")
 PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*")
 BINARY_RE = re.compile(r"[A-Za-z0-9._/+-]+")
 LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]*)\]|(?P<v4>[0-9.]*)):(?P<port>[0-9]{1,5})")
@@ -200,6 +205,9 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     body, meant = f.section(body, "gateway", errs, _KEYS)
     uplink = _ifname(body.get("uplink"), "gateway.uplink", errs) if "uplink" not in meant else "-"
     state_dir = check_state_dir(body.get("stateDir", GatewayConfig.state_dir), "gateway.stateDir", errs)
+    backend = body.get("filter", "nftables")
+    if backend not in FILTERS:
+        errs.add("gateway.filter", f"{f.short(backend)} is not one of {', '.join(FILTERS)}")
 
     t = f.optional_mapping(body, "tayga", "gateway.tayga", errs,
                            ("binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"))
@@ -255,9 +263,12 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     if listen is not None:
         listen = check_listen(listen, "gateway.metrics.listen", errs)
 
-    rs = f.optional_mapping(body, "restart", "gateway.restart", errs, ("initialDelay", "maxDelay"))
+    rs = f.optional_mapping(body, "restart", "gateway.restart", errs,
+                            ("initialDelay", "maxDelay", "probeInterval", "probeFailures"))
     initial = f.number(rs.get("initialDelay", 0.2), "gateway.restart.initialDelay", errs, 0.001, 3600)
     max_delay = f.number(rs.get("maxDelay", 30.0), "gateway.restart.maxDelay", errs, 0.001, 3600)
+    probe_interval = f.number(rs.get("probeInterval", 5.0), "gateway.restart.probeInterval", errs, 0.1, 3600)
+    probe_failures = f.integer(rs.get("probeFailures", 3), "gateway.restart.probeFailures", errs, 1, 100)
     if initial is not None and max_delay is not None and initial > max_delay:
         errs.add("gateway.restart", "need initialDelay <= maxDelay")
 
@@ -272,7 +283,8 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         marks=MarkSettings(mask),
         routing=routing,
         metrics_listen=listen,
-        restart=RestartSettings(initial, max_delay),
+        restart=RestartSettings(initial, max_delay, probe_interval or 5.0, probe_failures or 3),
+        filter=backend if backend in FILTERS else "nftables",
     )
 
 

@@ -57,14 +57,20 @@ def list_links(host: Host, prefix: str = "") -> list[str]:
     return sorted(n for n in names if n and n.startswith(prefix))
 
 
-def has_carrier(host: Host, name: str) -> bool:
-    """True when some process holds the TUN open (Tayga attached) and the link is up."""
+def link_state(host: Host, name: str) -> tuple[bool, bool] | None:
+    """(administratively up, carrier) of a link, or None if there is no such link. A TUN has carrier
+    while a process holds it open (Tayga attached)."""
     with host.iproute() as ip:
         idx = link_index(ip, name)
         if idx is None:
-            return False
+            return None
         link = ip.get_links(index=idx)[0]
-        return bool(link.get_attr("IFLA_CARRIER")) and bool(link["flags"] & 1)
+        return bool(link["flags"] & 1), bool(link.get_attr("IFLA_CARRIER"))
+
+
+def has_carrier(host: Host, name: str) -> bool:
+    """True when some process holds the TUN open (Tayga attached) and the link is up."""
+    return link_state(host, name) == (True, True)
 
 
 def ensure_address(host: Host, ifname: str, address: str) -> bool:

@@ -46,6 +46,9 @@ class RouteSpec:
     def family(self) -> int:
         return socket.AF_INET6 if ":" in self.dst else socket.AF_INET
 
+    def describe(self) -> str:
+        return f"{self.dst} dev {self.dev}" + (f" table {self.table}" if self.table != MAIN_TABLE else "")
+
 
 @dataclass(frozen=True, order=True)
 class RuleSpec:
@@ -90,6 +93,7 @@ class GatewayPlan:
     sysctls: tuple[tuple[str, str], ...] = SYSCTLS
     rule_ids: frozenset[str] = field(default_factory=frozenset)
     ingress: tuple[AddrMatch, ...] = ()  # IPv6 side of static maps: their replies are accepted
+    filter_backend: str = "nftables"  # gateway.filter: which backend enforces the zone filter
 
     def ip6tables_text(self, jumps: tuple[str, ...] = ("FORWARD", "PREROUTING"), stale_chains: tuple[str, ...] = ()) -> str:
         return ip6tables.render_restore(self.gateway_rules, self.nat64, self.zones, self.marks, jumps=jumps,
@@ -101,6 +105,10 @@ class GatewayPlan:
 
     def nft_filter_text(self) -> str:
         return nftables.render_filter(self.gateway_rules, self.nat64, self.zones, self.marks, ingress=self.ingress)
+
+    def filter_text(self) -> str:
+        """The zone filter as the configured backend loads it (``nft -f`` or ``ip6tables-restore``)."""
+        return self.nft_filter_text() if self.filter_backend == "nftables" else self.ip6tables_text()
 
     def instance(self, name: str) -> TaygaInstance:
         return next(i for i in self.instances if i.name == name)
@@ -190,4 +198,5 @@ def build_plan(
         uplink_addresses=tuple(addresses),
         rule_ids=frozenset(r.id for r in gw_rules),
         ingress=tuple(AddrMatch(int(m.ipv6), (1 << 128) - 1) for m in sorted(cfg.static_maps, key=lambda m: int(m.ipv6))),
+        filter_backend=cfg.filter,
     )
