@@ -13,6 +13,9 @@ Example (every key but ``uplink`` has a default)::
         pool: 100.64.0.0/24         # shared dynamic pool (zones without a pool of their own)
         ipv4Address: 100.64.0.1     # default: first address of the pool
         ipv6Address: null           # needed only with 64:ff9b::/96 and a non-global ipv4Address
+        instances: 1                # shared Tayga processes (Tayga uses one core), each with a slice of
+        zoneInstances: 1            #   the pool, behind an ECMP route; the same for each own-pool zone
+        hash: source                # how ECMP picks an instance: source (a pod keeps one) or flow
       staticMaps:                   # ingress: IPv4 clients reach these IPv6 services
         - {ipv4: 198.51.100.80, ipv6: "fd00:10:96::80"}
       destinations: []              # IPv4 networks pods must reach (checked against the well-known prefix)
@@ -40,6 +43,8 @@ from ..render.tayga import StaticMap, TaygaVersion
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 DEFAULT_POOL = IPv4Network("100.64.0.0/24")
+MAX_INSTANCES = 16
+HASHES = ("source", "flow")
 CGNAT = IPv4Network("100.64.0.0/10")
 
 
@@ -51,6 +56,9 @@ class TaygaSettings:
     pool: IPv4Network = DEFAULT_POOL
     ipv4_address: IPv4Address | None = None
     ipv6_address: IPv6Address | None = None
+    instances: int = 1
+    zone_instances: int = 1
+    hash: str = "source"
 
 
 @dataclass(frozen=True)
@@ -209,8 +217,8 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     if backend not in FILTERS:
         errs.add("gateway.filter", f"{f.short(backend)} is not one of {', '.join(FILTERS)}")
 
-    t = f.optional_mapping(body, "tayga", "gateway.tayga", errs,
-                           ("binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"))
+    t = f.optional_mapping(body, "tayga", "gateway.tayga", errs, ("binary", "version", "tun", "pool", "ipv4Address",
+                                                                  "ipv6Address", "instances", "zoneInstances", "hash"))
     version = None
     if t.get("version") not in (None, "auto"):
         text = f.string(t["version"], "gateway.tayga.version", errs, max_len=20, what="a Tayga version string or auto")
@@ -228,8 +236,14 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         if t.get("ipv6Address") is not None else None
     if pool is not None and ipv4 is not None and ipv4 not in pool:
         errs.add("gateway.tayga.ipv4Address", f"{ipv4} is outside the pool {pool}")
+    instances = f.integer(t.get("instances", 1), "gateway.tayga.instances", errs, 1, MAX_INSTANCES)
+    zone_instances = f.integer(t.get("zoneInstances", 1), "gateway.tayga.zoneInstances", errs, 1, MAX_INSTANCES)
+    spread = t.get("hash", "source")
+    if spread not in HASHES:
+        errs.add("gateway.tayga.hash", f"{f.short(spread)} is not one of {', '.join(HASHES)}")
     tayga = TaygaSettings(binary=binary or "tayga", version=version, tun=tun or "zt64", pool=pool or DEFAULT_POOL,
-                          ipv4_address=ipv4, ipv6_address=ipv6)
+                          ipv4_address=ipv4, ipv6_address=ipv6, instances=instances or 1,
+                          zone_instances=zone_instances or 1, hash=spread if spread in HASHES else "source")
 
     maps = _static_maps(body.get("staticMaps"), pool, errs)
     dests: list[IPv4Network] = []

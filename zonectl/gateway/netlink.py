@@ -114,8 +114,14 @@ def owned_routes(host: Host) -> set[RouteSpec]:
                     continue
                 dst = r.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
                 table = r.get_attr("RTA_TABLE") or r["table"]
-                out.add(RouteSpec(str(ip_network(f"{dst}/{r['dst_len']}")), names.get(r.get_attr("RTA_OIF"), "?"),
-                                  table, r.get_attr("RTA_GATEWAY")))
+                net = str(ip_network(f"{dst}/{r['dst_len']}"))
+                hops = r.get_attr("RTA_MULTIPATH")
+                if hops:
+                    gws = {nh.get_attr("RTA_GATEWAY") for nh in hops}
+                    out.add(RouteSpec(net, "", table, gws.pop() if len(gws) == 1 else "?",
+                                      tuple(sorted(names.get(nh["oif"], "?") for nh in hops))))
+                else:
+                    out.add(RouteSpec(net, names.get(r.get_attr("RTA_OIF"), "?"), table, r.get_attr("RTA_GATEWAY")))
     return out
 
 
@@ -134,14 +140,25 @@ def sync_routes(host: Host, desired: set[RouteSpec]) -> int:
 
 
 def _route(ip, op: str, r: RouteSpec) -> None:
-    idx = link_index(ip, r.dev)
-    if idx is None and op != "del":
-        raise LookupError(f"route {r.dst}: interface {r.dev} does not exist")
-    kwargs = {"dst": r.dst, "table": r.table, "proto": RTPROT_ZONECTL, "family": r.family}
-    if idx is not None:
-        kwargs["oif"] = idx
-    if r.gateway:
-        kwargs["gateway"] = r.gateway
+    kwargs: dict = {"dst": r.dst, "table": r.table, "proto": RTPROT_ZONECTL, "family": r.family}
+    if r.ecmp:
+        hops = []
+        for dev in r.ecmp:
+            idx = link_index(ip, dev)
+            if idx is None and op != "del":
+                raise LookupError(f"route {r.dst}: interface {dev} does not exist")
+            if idx is not None:
+                hops.append({"oif": idx, "gateway": r.gateway})
+        if op != "del":
+            kwargs["multipath"] = hops
+    else:
+        idx = link_index(ip, r.dev)
+        if idx is None and op != "del":
+            raise LookupError(f"route {r.dst}: interface {r.dev} does not exist")
+        if idx is not None:
+            kwargs["oif"] = idx
+        if r.gateway:
+            kwargs["gateway"] = r.gateway
     try:
         ip.route(op, **kwargs)
     except Exception as exc:
