@@ -92,3 +92,19 @@ def test_nat64_networks_are_intervals_and_hand_written_wildcards_are_not(prefix:
     hole = int(nat64.embed("0.0.0.16")) ^ int(nat64.network.network_address)
     assert space.ipv4_interval(AddrMatch(host.value, host.mask & ~hole)) is None  # not a prefix of the IPv4 bits
     assert not space.intersects(AddrMatch.from_network("fd99::/64"))
+
+
+def test_rules_for_every_destination_are_looked_up_apart_from_the_others() -> None:
+    """A Deny for TCP/22 to anywhere before 1,000 networks: two lookups of 1 and 1,000 elements, not
+    1,000 networks plus a TCP/22 element for each of the 1,001 arbitrary gaps between them."""
+    nat64 = Nat64Prefix.parse("fd64:ff9b::/96")
+    space = Space(AddrMatch.from_network(nat64.network))
+    nets = sorted(random.Random(2).sample(range(2**24), 1000))
+    rules = [_rule(0, action="deny", protocol="tcp", port_min=22, port_max=22)]
+    rules += [_rule(i + 1, dst=nat64.embed_network(IPv4Network((n << 8, 24))), protocol="tcp", port_min=443,
+                    port_max=443) for i, n in enumerate(nets)]
+    prog = program(rules, space)
+    assert [len(s.elements) for s in prog.steps if isinstance(s, Lookup)] == [1, 1000]
+    inside = int(nat64.embed(IPv4Address(nets[5] << 8)))
+    assert run_program(prog, space, Packet(inside, "tcp", 22)) == "deny"
+    assert run_program(prog, space, Packet(inside, "tcp", 443)) == "allow"

@@ -12,15 +12,15 @@ verdict maps keyed by (IPv4 destination behind the NAT64 prefix, protocol, port 
     forward        ip6 daddr <NAT64 prefix> jump zone-egress
     zone-egress    replies of static-map services accepted; ip6 saddr & <zone mask> vmap {zone -> zone-<z>};
                    counter "fail-closed" drop (no zone, unknown zone)
-    zone-<z>       ip6 daddr . meta l4proto . th dport vmap @ports.<z>.<n>   (TCP, UDP, SCTP)
-                   ip6 daddr . icmpv6 type vmap @icmp.<z>.<n>                (ICMPv6)
-                   ip6 daddr vmap @any.<z>.<n>                               (rules for every protocol)
+    zone-<z>       <IPv4 bits> . meta l4proto . th dport vmap @ports.<z>.<n>   (TCP, UDP, SCTP)
+                   <IPv4 bits> . icmpv6 type vmap @icmp.<z>.<n>                (ICMPv6)
+                   <IPv4 bits> vmap @any.<z>.<n>                               (rules for every protocol)
                    ... a rule the maps cannot hold, as written, between lookups ...
                    goto deny.<z> (closed), or the action of the zone's catch-all rule
     allow.<z>, deny.<z>   counter (named, what the metrics read) and the verdict
 
-With a NAT64 prefix other than /96 the IPv4 bits are not the end of the address, so the key reads
-them as raw header bits (``@nh,OFFSET,LEN``; the listing shows them in hex).
+The key reads the IPv4 bits behind the prefix as raw header bits (``@nh,OFFSET,LEN``, hex in the
+listing; each element's comment gives its range in dotted form).
 
 Wildcard masks are written ``ip6 saddr & MASK == VALUE`` with VALUE already ANDed with MASK:
 nftables compares the masked packet address to the value, so a value with bits outside the mask
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable, Sequence
 
 from ..core.layout import AddrMatch
@@ -88,7 +88,14 @@ def _replace(family: str, table: str, body: list[str]) -> list[str]:
 
 
 class _Key:
-    """How the IPv4 part of a destination is read and written for one NAT64 prefix."""
+    """How the IPv4 part of a destination is read and written for one NAT64 prefix.
+
+    The key reads the 32 IPv4 bits straight from the header (``@nh,OFFSET,32``; split in two around the
+    RFC 6052 u-octet for /40, /48 and /56 prefixes), not the 128-bit address: the kernel's concatenated
+    interval set (pipapo) matches a key in 4-bit groups, so a 32-bit key costs a packet a quarter of
+    what the whole address would. The listing shows these bits in hex, so each element carries its
+    IPv4 range as a comment.
+    """
 
     def __init__(self, space: Space) -> None:
         self.space = space
@@ -100,25 +107,13 @@ class _Key:
             else:
                 runs.append([b, 1])
         self.fields = [(start, length) for start, length in runs]
-        self.whole = self.fields == [(96, 32)]  # /96: the IPv4 address ends the IPv6 one: use it as is
 
     @property
     def expr(self) -> str:
-        if self.whole:
-            return "ip6 daddr"
         return " . ".join(f"@nh,{NH_DADDR + start},{length}" for start, length in self.fields)
 
     def values(self, lo: int, hi: int) -> list[str]:
         """The interval [lo, hi] of IPv4 addresses as one or more element keys (boxes over the fields)."""
-        if self.whole:
-            base = int(self.space.nat64.network.network_address)
-            a, b = IPv6Address(base | lo), IPv6Address(base | hi)
-            size = hi - lo + 1
-            if lo == hi:
-                return [str(a)]
-            if not size & (size - 1) and not lo & (size - 1):  # an aligned block: written as the CIDR nft lists
-                return [f"{a}/{128 - size.bit_length() + 1}"]
-            return [f"{a}-{b}"]
         if len(self.fields) == 1:
             return [_range(lo, hi)]
         low_bits = self.fields[1][1]
@@ -143,6 +138,16 @@ class _Key:
         return [f"{_range(h1, h2)} . {_range(l1, l2)}" for h1, h2, l1, l2 in boxes]
 
 
+def _dotted(lo: int, hi: int) -> str:
+    """An IPv4 interval as people read it: 192.0.2.0/24, 192.0.2.7, or 192.0.2.0-192.0.2.130."""
+    size = hi - lo + 1
+    if lo == hi:
+        return str(IPv4Address(lo))
+    if not size & (size - 1) and not lo & (size - 1):
+        return f"{IPv4Address(lo)}/{33 - size.bit_length()}"
+    return f"{IPv4Address(lo)}-{IPv4Address(hi)}"
+
+
 def _range(lo: int, hi: int) -> str:
     return f"{lo:#x}" if lo == hi else f"{lo:#x}-{hi:#x}"
 
@@ -155,7 +160,8 @@ def _elements(key: _Key, elements: Iterable[Element], zone: str) -> list[str]:
     out: list[str] = []
     for e in elements:
         tail = "" if e.plane == "any" else f" . {e.plane} . {_ports(e)}" if e.plane in PORT_PROTOS else f" . {_ports(e)}"
-        out += [f"{v}{tail} : goto {e.action}.{zone}" for v in key.values(e.lo, e.hi)]
+        note = f' comment "{_dotted(e.lo, e.hi)}"'
+        out += [f"{v}{tail}{note} : goto {e.action}.{zone}" for v in key.values(e.lo, e.hi)]
     return out
 
 

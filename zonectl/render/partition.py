@@ -142,10 +142,23 @@ def program(rules: Sequence[Rule], space: Space) -> ZoneProgram:
             if run:
                 steps.append(_lookup(run))
             return ZoneProgram(tuple(steps), rule.action)
-        run.append(_box(rule, interval))
+        box = _box(rule, interval)
+        if run and _everywhere(run[-1]) != _everywhere(box):
+            steps.append(_lookup(run))  # see _everywhere
+            run = []
+        run.append(box)
     if run:
         steps.append(_lookup(run))
     return ZoneProgram(tuple(steps), None)
+
+
+def _everywhere(box: _Box) -> bool:
+    """Rules for every IPv4 destination (``any`` peers) and rules for some (``nat64`` peers) go to separate
+    lookups. Resolved together, an "everywhere" rule would give an element to every gap between the
+    others' networks, and a gap is an arbitrary range, which the kernel's set (pipapo) stores as up to
+    ~60 prefixes; apart, it is one element. The number of lookups then grows with how often the two
+    kinds alternate in a zone's rules, never with the number of rules."""
+    return (box.lo, box.hi) == (0, MAX4)
 
 
 def first_match(items: Iterable[tuple[int, int, str]], top: int) -> Segments:
