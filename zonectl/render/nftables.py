@@ -99,14 +99,7 @@ class _Key:
 
     def __init__(self, space: Space) -> None:
         self.space = space
-        bits = [127 - i for i in range(128) if space.v4bits >> i & 1][::-1]  # positions, most significant first
-        runs: list[list[int]] = []
-        for b in bits:
-            if runs and runs[-1][0] + runs[-1][1] == b:
-                runs[-1][1] += 1
-            else:
-                runs.append([b, 1])
-        self.fields = [(start, length) for start, length in runs]
+        self.fields = space.runs
 
     @property
     def expr(self) -> str:

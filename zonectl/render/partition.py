@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Network
 from typing import Iterable, Sequence
 
 from ..core.layout import AddrMatch
@@ -93,6 +93,21 @@ class Space:
         self.nat64 = Nat64Prefix(IPv6Network((nat64.address, nat64.prefixlen)))
         base = int(self.nat64.network.network_address)
         self.v4bits = int(self.nat64.embed(IPv4Address(MAX4))) ^ base  # where the IPv4 bits sit
+        # the IPv4 bits as runs of (bit offset from the address' first bit, length): one, or two around
+        # the RFC 6052 u-octet
+        self.runs: list[tuple[int, int]] = []
+        for pos in (127 - i for i in range(127, -1, -1) if self.v4bits >> i & 1):
+            if self.runs and sum(self.runs[-1]) == pos:
+                self.runs[-1] = (self.runs[-1][0], self.runs[-1][1] + 1)
+            else:
+                self.runs.append((pos, 1))
+
+    def gather(self, value: int) -> int:
+        """The 32 IPv4 bits of a 128-bit value (RFC 6052 placement), as an integer."""
+        out = 0
+        for start, length in self.runs:
+            out = out << length | (value >> (128 - start - length)) & ((1 << length) - 1)
+        return out
 
     def ipv4_interval(self, dst: AddrMatch | None) -> tuple[int, int] | None:
         """The IPv4 interval a destination is, or None if it is not one (or matches nothing here)."""
@@ -103,11 +118,10 @@ class Space:
         extra = dst.mask & ~self.prefix.mask
         if extra & ~self.v4bits:
             return None
-        base = int(self.nat64.network.network_address)
-        m4 = int(self.nat64.extract(IPv6Address(base | extra)))
+        m4 = self.gather(extra)
         if (~m4 & MAX4) & ((~m4 & MAX4) + 1):
             return None  # not a prefix of the IPv4 address
-        v4 = int(self.nat64.extract(IPv6Address(dst.value | base)))
+        v4 = self.gather(dst.value)
         return (v4, v4 | (~m4 & MAX4))
 
     def intersects(self, dst: AddrMatch | None) -> bool:
@@ -200,15 +214,14 @@ def first_match(items: Iterable[tuple[int, int, str]], top: int) -> Segments:
 
 def _signature(boxes: Sequence[_Box]) -> tuple[Segments, ...]:
     """Per plane, which action owns each port/type, for boxes that all cover one IPv4 interval (in order)."""
-    out: list[Segments] = []
-    for plane in PLANES:
-        if plane == "any":
-            items = [(0, 0, b.action) for b in boxes if b.proto is None]
+    items: dict[str, list[tuple[int, int, str]]] = {plane: [] for plane in PLANES}
+    for b in boxes:
+        if b.proto is None:  # every protocol: the whole range of each plane
+            for plane in PLANES:
+                items[plane].append((0, TOP[plane], b.action))
         else:
-            items = [(b.plo, b.phi, b.action) if b.proto == plane else (0, TOP[plane], b.action)
-                     for b in boxes if b.proto in (None, plane)]
-        out.append(first_match(items, TOP[plane]))
-    return tuple(out)
+            items[b.proto].append((b.plo, b.phi, b.action))
+    return tuple(first_match(items[p], TOP[p]) if len(items[p]) > 1 else tuple(items[p]) for p in PLANES)
 
 
 def _lookup(boxes: Sequence[_Box]) -> Lookup:
