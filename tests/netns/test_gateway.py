@@ -12,7 +12,7 @@ import pytest
 
 from promtext import samples
 
-from gwlab import ALLOW_LAB, CONFIG, POD_ZONES, ZONES, reach, reach_all, registry, ruleset, running
+from gwlab import ALLOW_LAB, CONFIG, POD_ZONES, TARGET, ZONES, reach, reach_all, registry, ruleset, running
 from zonectl.core.errors import ValidationError
 from zonectl.core.nat64 import Nat64Prefix
 from zonectl.gateway.config import parse_gateway
@@ -192,25 +192,33 @@ def test_rules_of_others_are_untouched(backend: str) -> None:
 
 @BACKENDS
 def test_static_map_lets_ipv4_clients_reach_a_service(backend: str) -> None:
-    svc = "fd00:10:244:2:2000::5"  # the pod of zone dmz is the "service"
-    with running({"dmz": 0x2000}, gateway={"staticMaps": [{"ipv4": "198.51.100.80", "ipv6": svc}],
-                                           "filter": backend}) as (bed, gw):
+    """Two published pods: one of a zone on the shared pool, one of a zone with a pool of its own (whose
+    NAT64 traffic is marked to its own Tayga): both reachable from IPv4, both answer through the shared
+    Tayga that holds the maps, and the second still opens its own connections from its zone's address."""
+    svc, web = "fd00:10:244:2:2000::5", "fd00:10:244:2:2100::5"
+    maps = [{"ipv4": "198.51.100.80", "ipv6": svc}, {"ipv4": "198.51.100.81", "ipv6": web}]
+    with running({"dmz": 0x2000, "web": 0x2100}, gateway={"staticMaps": maps, "filter": backend}) as (bed, gw):
         bed.start_server("dmz")
-        bed.internet.run(["ip", "route", "add", "198.51.100.80/32", "via", str(GATEWAY_V4)])  # upstream routing
+        bed.start_server("web")
+        for v4 in ("198.51.100.80", "198.51.100.81"):  # upstream routing
+            bed.internet.run(["ip", "route", "add", f"{v4}/32", "via", str(GATEWAY_V4)])
         # the service sees the IPv4 client embedded in the NAT64 prefix (198.51.100.254 = c633:64fe) ...
         assert bed.probe(None, "tcp", "198.51.100.80") == "fd64:ff9b::c633:64fe"
         assert bed.probe(None, "udp", "198.51.100.80") == "fd64:ff9b::c633:64fe"
+        assert bed.probe(None, "tcp", "198.51.100.81") == "fd64:ff9b::c633:64fe"
         # ... although zone dmz may not open connections to that client: only the replies are let through
         assert bed.probe("dmz", "tcp", "fd64:ff9b::c633:64fe", port=9, timeout=0.5) is None
+        # the published web pod's own connections leave by its zone's Tayga, from its zone's address
+        assert bed.probe("web", "tcp", TARGET) == "198.51.100.21"
         assert gw.filter.counters()  # the filter is on the path
         if backend == "ip6tables":
             save = bed.gateway.run(["ip6tables-save", "-c", "-t", "filter"]).stdout
             replies = [l for l in save.splitlines() if "ingress-map replies" in l]
-            assert len(replies) == 1 and not replies[0].startswith("[0:0]")
+            assert len(replies) == 2 and not replies[0].startswith("[0:0]")
         else:
             listing = bed.gateway.run(["nft", "list", "table", "ip6", "zonectl"]).stdout
-            replies = [l for l in listing.splitlines() if "ingress-map replies" in l]
-            assert len(replies) == 1 and "counter packets 0 " not in replies[0]
+            replies = [l for l in listing.splitlines() if "ingress-map replies" in l and " accept " in l]
+            assert len(replies) == 2 and all("counter packets 0 " not in r for r in replies)
 
 
 def test_metrics_endpoint_serves_prometheus_text() -> None:

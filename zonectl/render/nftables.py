@@ -234,7 +234,7 @@ def render_filter(
         body += _zone(key, name, zrules)
     body.append("\tchain zone-egress {")
     for svc in ingress:
-        body.append(f"\t\t{addr_expr('saddr', svc)} ct state established,related counter accept "
+        body.append(f"\t\t{addr_expr('saddr', svc)} ct direction reply counter accept "
                     f"comment {_quote('zonectl ingress-map replies')}")
     masks = {m.mask for _, m, _ in groups if m is not None}
     if groups and len(masks) == 1 and all(m is not None and m.prefixlen is None for _, m, _ in groups):
@@ -252,9 +252,9 @@ def render_filter(
             "\tchain prerouting {",
             "\t\ttype filter hook prerouting priority mangle; policy accept;",
         ]
-        for svc in ingress:  # a mapped service answers through the shared Tayga that holds its map
-            body.append(f"\t\t{addr_expr('daddr', nat64)} {addr_expr('saddr', svc)} return "
-                        f"comment {_quote('zonectl ingress-map')}")
+        for svc in ingress:  # a mapped service's replies go to the shared Tayga, which holds its map
+            body.append(f"\t\t{addr_expr('daddr', nat64)} {addr_expr('saddr', svc)} ct direction reply "
+                        f"return comment {_quote('zonectl ingress-map replies')}")
         for mark in sorted(marks, key=lambda mk: mk.zone):
             keep = ~mark.mask & 0xFFFFFFFF
             body.append(
