@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from zonectl.harness.coredns import CoreDnsError, binary as coredns_binary
 from zonectl.lab.runner import REQUIRED_TOOLS
 from zonectl.lab.state import LabState, alive, teardown
 
@@ -32,7 +33,13 @@ def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, OVS, Tayga)"
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
-    return f"the lab needs {', '.join(missing)}" if missing else None
+    if missing:
+        return f"the lab needs {', '.join(missing)}"
+    try:
+        coredns_binary()
+    except CoreDnsError as exc:
+        return f"the lab needs CoreDNS: {exc}"
+    return None
 
 
 def lab(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
