@@ -7,8 +7,10 @@ never through zonectl, so detection and repair are proven against the real state
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -114,3 +116,23 @@ def test_ip6tables_backend_drift_and_repair() -> None:
         report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
         assert report.changes == ["zone filter (ip6tables)", "zone filter (nftables) removed"]
         assert gw.drift() == [] and reach(bed, "db", 0.5)[0] is None
+
+
+def test_a_busy_tayga_is_not_mistaken_for_a_stopped_one() -> None:
+    """Saturated by 8 TCP streams, Tayga may not answer a probe in time (its TUN queue is full), but it
+    keeps writing translated packets into its TUN: that counts as alive, so it is never restarted."""
+    policies = ALLOW_LAB.replace("port: 8080, endPort: 8080", "port: 5201, endPort: 5201")
+    fast = {"restart": {"probeInterval": 0.2, "probeFailures": 2}}
+    with running({"dmz": 0x2000}, policies=policies, gateway=fast) as (bed, gw):
+        server = bed.internet.popen(["iperf3", "-s", "-B", "192.0.2.10"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            run = bed.pods["dmz"].ns.run(["iperf3", "-c", "fd64:ff9b::c000:20a", "-P", "8", "-t", "6", "-J"],
+                                         check=False, timeout=60)
+            assert run.returncode == 0, run.stdout[-500:]
+            assert json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"] > 1e6
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        assert gw.taygas["shared"].restarts == 0, gw.taygas["shared"].status().last_restart

@@ -50,8 +50,9 @@ def test_instances_share_the_load_and_each_zone_keeps_its_egress_address(spread:
             assert pools["web"] == IPv4Network("100.64.21.0/25") and pools["web.1"] == IPv4Network("100.64.21.128/25")
             route = bed.gateway.run(["ip", "-6", "route", "show", "fd64:ff9b::/96"]).stdout
             assert "nexthop via fe80::64 dev zt64 " in route and "nexthop via fe80::64 dev zt64.1 " in route
-            policy = bed.gateway.run(["sysctl", "-n", "net.ipv6.fib_multipath_hash_policy"]).stdout.strip()
-            assert policy == ("3" if spread == "source" else "1")
+            fields = bed.gateway.run(["sysctl", "-n", "net.ipv6.fib_multipath_hash_fields"]).stdout.strip()
+            assert bed.gateway.run(["sysctl", "-n", "net.ipv6.fib_multipath_hash_policy"]).stdout.strip() == "3"
+            assert fields == ("1" if spread == "source" else "55")
             host = gw.host
             before = {t: tun_tx(host, t) for t in ("zt64", "zt64.1", "zt64-2100", "zt64-2100.1")}
 

@@ -120,7 +120,7 @@ def test_plan_with_several_instances_per_pool() -> None:
     assert RouteSpec("100.64.0.64/26", "zt64.1") in p.routes and RouteSpec("198.51.100.80/32", "zt64") in p.routes
     assert ("net.ipv6.fib_multipath_hash_policy", "3") in p.sysctls
     assert p.nat_text.count("masquerade") == 1 and p.nat_text.count("snat to 198.51.100.21") == 1
-    assert ("net.ipv6.fib_multipath_hash_policy", "1") in plan({"tayga": {"instances": 2, "hash": "flow"}}).sysctls
+    assert ("net.ipv6.fib_multipath_hash_fields", "55") in plan({"tayga": {"instances": 2, "hash": "flow"}}).sysctls
     assert not [k for k, _ in plan().sysctls if "multipath" in k]  # one instance: the host's hashing is left alone
     with pytest.raises(ValidationError, match=r"gateway.tayga.instances: 8 instances need slices of 100.64.0.0/28"):
         plan({"tayga": {"pool": "100.64.0.0/28", "instances": 8}})

@@ -69,7 +69,7 @@ def _tayga(inst: TaygaInstance, host: Host, state_dir: Path) -> list[str]:
     if not state[1]:
         return [f"tayga {inst.name}: not attached to {inst.tun} (the device was re-created)"]
     addr = inst.conf.ipv4_addr
-    if liveness.answers(host, IPv4Address(addr), timeout=1.0, tries=2) is False:
+    if liveness.answers(host, IPv4Address(addr), timeout=1.0, tries=2, tun=inst.tun) is False:
         return [f"tayga {inst.name}: does not answer through {inst.tun} (stopped or hung)"]
     return []
 

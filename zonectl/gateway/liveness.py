@@ -7,6 +7,10 @@ from the same loop that translates every packet, so an answer proves the loop re
 TUN. A connected UDP socket receives that ICMP error as an error on ``recv``: no raw socket, so no
 CAP_NET_RAW (the DaemonSet has NET_ADMIN only). The probe never leaves the host: the datagram goes
 into the TUN and Tayga's answer comes straight back out of it.
+
+A Tayga saturated with traffic may not answer in time (its TUN queue full, the probe dropped), so
+a probe also counts as answered when the TUN's received-packet counter (what Tayga wrote into it:
+translated packets) moved while it waited: a stopped Tayga writes nothing, a busy one keeps writing.
 """
 
 from __future__ import annotations
@@ -23,9 +27,18 @@ PAYLOAD = b"zonectl liveness probe"
 ANSWERS = frozenset({errno.ENOPROTOOPT, errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
-def answers(host: Host, address: IPv4Address, timeout: float = 1.0, tries: int = 1) -> bool | None:
-    """True if Tayga at ``address`` answers within ``timeout`` (each of up to ``tries`` datagrams), False
-    if it does not, None if the probe cannot be sent (no route into the TUN: that is not Tayga's fault)."""
+def written(host: Host, tun: str) -> int | None:
+    """Packets Tayga has written into its TUN (the link's rx counter), None if there is no such link."""
+    with host.iproute() as ip:
+        links = ip.get_links(ifname=tun)
+        return int(links[0].get_attr("IFLA_STATS64")["rx_packets"]) if links else None
+
+
+def answers(host: Host, address: IPv4Address, timeout: float = 1.0, tries: int = 1, tun: str | None = None) -> bool | None:
+    """True if Tayga at ``address`` answers within ``timeout`` (each of up to ``tries`` datagrams) or, given its
+    ``tun``, wrote packets into it meanwhile; False if not; None if the probe cannot be sent (no route into
+    the TUN: that is not Tayga's fault)."""
+    before = written(host, tun) if tun else None
     for _ in range(max(tries, 1)):
         with host.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(timeout)
@@ -38,8 +51,10 @@ def answers(host: Host, address: IPv4Address, timeout: float = 1.0, tries: int =
                 s.recv(64)
                 return True
             except socket.timeout:
-                continue
+                pass
             except OSError as exc:
                 if exc.errno in ANSWERS:
                     return True
+        if tun is not None and before is not None and (written(host, tun) or 0) > before:
+            return True  # busy translating: the probe waited in (or fell off) a full queue
     return False

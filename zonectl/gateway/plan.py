@@ -39,10 +39,13 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net.ipv6.conf.all.forwarding", "1"),
 )
 # How the kernel spreads the NAT64 prefix over several Tayga instances (IPv6 multipath hash, per netns):
-# policy 3 hashes the fields listed (1 = bit 0x0001: the source address only); policy 1 hashes the 5-tuple.
+# policy 3 hashes the fields listed: 1 (0x01) the source address only; 55 (0x37) source and destination
+# address, protocol, ports. Not policy 1 (L4): it reuses a hash the packet already carries, which for a
+# packet from a local socket (or through a veth) is the socket's, and TCP draws a new one on a
+# retransmission timeout: the flow would move to another instance, another IPv4 source, and be reset.
 HASH_SYSCTLS = {
     "source": (("net.ipv6.fib_multipath_hash_policy", "3"), ("net.ipv6.fib_multipath_hash_fields", "1")),
-    "flow": (("net.ipv6.fib_multipath_hash_policy", "1"),),
+    "flow": (("net.ipv6.fib_multipath_hash_policy", "3"), ("net.ipv6.fib_multipath_hash_fields", "55")),
 }
 ECMP_VIA = "fe80::64"  # IPv6 multipath needs a gateway per next hop; a TUN has no neighbours, any will do
 

@@ -66,7 +66,7 @@ def read_status(cfg: GatewayConfig, host: Host) -> dict:
         entries = read_dynamic_map(Path(data_m[1])) if data_m else []
         attached = pid is not None and netlink.has_carrier(host, tun)
         # a stopped or hung Tayga keeps its pid and carrier: only an answer through its TUN shows it works
-        answering = attached and v4_m is not None and liveness.answers(host, IPv4Address(v4_m[1]), tries=2) is not False
+        answering = attached and v4_m is not None and liveness.answers(host, IPv4Address(v4_m[1]), tries=2, tun=tun) is not False
         instances.append({
             "name": d.name, "tun": tun, "pid": pid, "answering": answering,
             "up": attached and answering,

@@ -129,7 +129,7 @@ class TaygaProcess:
     def probe(self, tries: int = 1) -> bool | None:
         """Does this Tayga answer through its TUN? None when it cannot be asked (no address, no route)."""
         addr = self.ipv4
-        return None if addr is None else liveness.answers(self.host, addr, min(1.0, self.probe_interval), tries)
+        return None if addr is None else liveness.answers(self.host, addr, min(1.0, self.probe_interval), tries, self.tun)
 
     @property
     def data_dir(self) -> Path | None:
