@@ -109,7 +109,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         loader = "nft -f" if plan.filter_backend == "nftables" else "ip6tables-restore --noflush"
         _out(f"# --- zone filter: {loader} ---\n{plan.filter_text()}")
         _out(f"# --- NAT: nft -f ---\n{plan.nat_text}")
-        routes = "\n".join(f"# route {r.dst} dev {r.dev} table {r.table}" for r in sorted(plan.routes))
+        routes = "\n".join(f"# route {r.describe()}" for r in sorted(plan.routes))
         rules = "\n".join(f"# rule {r.priority}: fwmark {r.fwmark:#x}/{r.mask:#x} lookup {r.table}"
                           for r in sorted(plan.policy_rules))
         _out(f"# --- netlink ---\n{routes}\n{rules}".rstrip())
