@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..harness.coredns import CoreDns, CoreDnsError, binary, zone_file
+from ..harness.coredns import CoreDns, CoreDnsError, binary, query, zone_file
 from ..harness.netns import Netns
-from ..procs import alive, cmdline
+from ..procs import WaitTimeout, alive, cmdline, wait_until
 from ..render.coredns import parse_dns, render_corefile
 from .inputs import Compiled
 from .state import LabError, LabState
@@ -80,7 +80,26 @@ def ensure(state: LabState, compiled: Compiled, topo: Topology) -> list[str]:
         started.append(what)
     for pod in topo.pods:
         Netns(pod.netns).resolv_conf([str(topo.dns)])
+    if started:
+        _wait_pods_resolve(topo)
     return started
+
+
+def _wait_pods_resolve(topo: Topology, timeout: float = 20.0) -> None:
+    """Ready is when every pod gets an answer (through OVN, not only the server's own namespace)."""
+    name = topo.internet.names[0][0]
+    waiting = {p.netns for p in topo.pods}
+
+    def answered() -> bool:
+        for ns in sorted(waiting):
+            if query(ns, str(topo.dns), name, "AAAA", timeout=1.0) is not None:
+                waiting.discard(ns)
+        return not waiting
+
+    try:
+        wait_until(answered, timeout, "every pod to get an answer from the DNS64 server", interval=0.2)
+    except WaitTimeout:
+        raise LabError(f"the DNS64 server at {topo.dns} does not answer pods in {', '.join(sorted(waiting))}") from None
 
 
 def drift(state: LabState) -> list[str]:

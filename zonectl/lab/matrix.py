@@ -166,16 +166,19 @@ def _short(svc: Service) -> str:
 
 
 def cell_text(matrix: Matrix, src: str, dst: str) -> str:
-    """What got through; ``+x!`` = got through against policy, ``-x!`` = policy allows it but it was blocked."""
+    """What got through; ``+x!`` = got through against policy, ``-x!`` = policy allows it but it was blocked,
+    ``x?`` = the verdict is right but the name resolved elsewhere (or the far side answered wrongly)."""
     parts: list[str] = []
     for svc in matrix.services:
         c = matrix.cell(src, dst, svc)
         seen = c.observed is not None and c.observed.ok
         if c.agrees and seen:
             parts.append(_short(svc))
+        elif not c.agrees and c.observed is not None and c.observed.ok == c.expected.allowed:
+            parts.append(_short(svc) + "?")  # the verdict is right, the name resolved (or the answer) is not
         elif not c.agrees:
             parts.append(("-" if c.expected.allowed else "+") + _short(svc) + "!")
-    if len(parts) == len(matrix.services) and not any(p.endswith("!") for p in parts):
+    if len(parts) == len(matrix.services) and not any(p.endswith(("!", "?")) for p in parts):
         return "all"
     return " ".join(parts) or "-"
 
@@ -191,7 +194,8 @@ def render_text(matrix: Matrix) -> str:
     mism = matrix.mismatches()
     out = lines + ["", legend]
     if mism:
-        out.append(f"MISMATCHES ({len(mism)}): '+x!' got through against policy, '-x!' allowed but blocked")
+        out.append(f"MISMATCHES ({len(mism)}): '+x!' got through against policy, '-x!' allowed but blocked, "
+                   "'x?' a name resolved to the wrong address (or a wrong answer)")
         groups: dict[tuple[str, str, bool, str, str], list[str]] = {}
         for c in mism:
             seen = "no result" if c.observed is None else ("got through" if c.observed.ok else "blocked")
