@@ -138,7 +138,7 @@ def throughput(seconds: float, rounds: int) -> dict[str, list[float]]:
         g.run(["ip", "-6", "addr", "add", f"{GW6}/64", "dev", UPLINK, "nodad"])
         i.run(["ip", "-6", "addr", "add", f"{INET6}/64", "dev", "eth0", "nodad"])
         i.run(["ip", "-6", "route", "add", "fd00:10:244::/48", "via", GW6])
-        server = i.popen(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers = [i.popen(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
         host = Host(g.name)
         gw = Gateway(parse_gateway({"uplink": UPLINK, "stateDir": str(bed.workdir / "state"), "metrics": {"listen": None}}),
                      host)
@@ -156,16 +156,30 @@ def throughput(seconds: float, rounds: int) -> dict[str, list[float]]:
             time.sleep(0.3)
             received(iperf(pod_ns, TARGET4, 1), 1)  # warm up: Tayga mapping, conntrack, caches
 
+            def measure(target: str) -> float:
+                """One iperf3 run; once more if it failed (the server can exit on a client's error: restarted)."""
+                for attempt in (1, 2):
+                    try:
+                        return received(iperf(pod_ns, target, seconds), seconds)
+                    except RuntimeError:
+                        if attempt == 2:
+                            raise
+                        if servers[-1].poll() is not None:
+                            servers.append(i.popen(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL))
+                        time.sleep(1)
+                raise AssertionError("unreachable")
+
             def run(key: str) -> None:
                 if key == "kernel":
-                    results[key].append(received(iperf(pod_ns, INET6, seconds), seconds))
+                    results[key].append(measure(INET6))
                     return
                 unhook(host, nat64)
                 if key == "ip6t1k":
                     host.run(["ip6tables-restore", "--noflush"], input=texts[key])
                 elif key != "tayga":
                     host.run(["nft", "-f", "-"], input=texts[key])
-                results[key].append(received(iperf(pod_ns, TARGET4, seconds), seconds))
+                results[key].append(measure(TARGET4))
                 if key.startswith("filter"):  # the filter was on the path: its allow counter moved
                     counters = gw.nft.counters("ip6", nftables.FILTER_TABLE)
                     assert any(c.field("zone") == "dmz" and c.field("action") == "allow" and c.packets for c in counters)
@@ -176,8 +190,9 @@ def throughput(seconds: float, rounds: int) -> dict[str, list[float]]:
         finally:
             unhook(host, nat64)
             gw.close(cleanup=True)
-            server.terminate()
-            server.wait(timeout=10)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
     return results
 
 

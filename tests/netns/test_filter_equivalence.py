@@ -84,7 +84,7 @@ def verdicts(ns: Netns, packets: list[bytes]) -> list[bool]:
 
 
 @pytest.mark.parametrize("prefix", ["fd64:ff9b::/96", "fd64:ff9b:0:1::/64", "2001:db8:100::/40"])
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(10))
 def test_both_backends_give_the_ordered_verdict(ns: Netns, prefix: str, seed: int) -> None:
     rnd = random.Random(seed * 7919 + len(prefix))
     nat64 = Nat64Prefix.parse(prefix)
