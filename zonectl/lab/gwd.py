@@ -34,6 +34,7 @@ from ..inputs import read_published
 from ..operator.publish import FilePublisher
 from .inputs import Compiled, Inputs, compile_inputs
 from .state import LabState
+from .topology import Topology
 
 UPLINK = "uplink"
 METRICS_LISTEN = "127.0.0.1:9464"  # inside the gateway namespace: reachable only from there
@@ -42,18 +43,21 @@ PUBLISHED_FILE = "gateway.json"  # the controller's published inputs (ConfigMap 
 log = logging.getLogger("zonectl.lab.gwd")
 
 
-def gateway_config(compiled: Compiled, state_dir: Path) -> GatewayConfig:
-    """The config's ``gateway`` section with what the lab decides: its uplink, state dir and metrics address."""
+def gateway_config(compiled: Compiled, state_dir: Path, topo: Topology) -> GatewayConfig:
+    """The config's ``gateway`` section with what the lab decides: its uplink, state dir, metrics address and
+    the static maps that publish one pod of each zone to the IPv4 internet."""
     section: dict[str, Any] = dict(compiled.config.section("gateway"))
     section.update({"uplink": UPLINK, "stateDir": str(state_dir / "gateway"), "metrics": {"listen": METRICS_LISTEN}})
+    section["staticMaps"] = [*section.get("staticMaps", []),
+                             *({"ipv4": str(v4), "ipv6": str(topo.pod(pod).address)} for v4, pod in topo.internet.maps)]
     return parse_gateway(section)
 
 
-def load(inputs: Inputs, state_dir: Path) -> daemon.Inputs:
+def load(inputs: Inputs, state_dir: Path, topo: Topology) -> daemon.Inputs:
     """Compile the lab's inputs and pass them through the controller's published document, as the gateway
     DaemonSet receives them: the controller's writer, the file the ConfigMap mounts, the gateway's one loader."""
     current = compile_inputs(inputs)
-    cfg = gateway_config(current, state_dir)
+    cfg = gateway_config(current, state_dir, topo)
     published_file = Path(cfg.state_dir) / PUBLISHED_FILE
     FilePublisher(published_file).publish(published.render(published.document(current.ruleset, current.registry)))
     doc = read_published(published_file, current.config.layout)
@@ -65,7 +69,8 @@ def serve(state_dir: Path) -> int:
     if state is None:
         raise ZonectlError(f"no lab ledger in {state_dir}")
     inputs = Inputs.from_dict(state.inputs)
-    return daemon.serve(load(inputs, state_dir), lambda: load(inputs, state_dir), interval=3600)
+    topo = Topology.from_dict(state.topology)
+    return daemon.serve(load(inputs, state_dir, topo), lambda: load(inputs, state_dir, topo), interval=3600)
 
 
 def main(argv: list[str] | None = None) -> int:
