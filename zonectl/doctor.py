@@ -102,7 +102,7 @@ def check_forwarding(host: Any) -> Check:
 
 
 def check_tayga(config: Any, host: Any, state_dir: str | None = None) -> list[Check]:
-    """Tayga instances up (pid alive, TUN up), and the NAT64 prefix routed into the shared instance."""
+    """Tayga instances up (pid alive, TUN up, answering through it), and the NAT64 prefix routed into Tayga."""
     from .gateway.status import read_status, status_config
 
     st = read_status(status_config(config.section("gateway"), state_dir), host)
@@ -112,9 +112,12 @@ def check_tayga(config: Any, host: Any, state_dir: str | None = None) -> list[Ch
     out = []
     for inst in instances:
         ok = inst["up"]
+        why = (f"pid {inst['pid']} does not answer through {inst['tun']} (stopped or hung): zonectl gateway run "
+               "restarts it" if inst["pid"] and not inst.get("answering", True)
+               else f"not running (pid {inst['pid']}, tun {inst['tun']}): zonectl gateway run restarts it")
         out.append(Check(f"tayga {inst['name']}", "ok" if ok else "fail",
                          f"pid {inst['pid']}, tun {inst['tun']} up, {inst['activeMappings']} active mappings" if ok
-                         else f"not running (pid {inst['pid']}, tun {inst['tun']}): zonectl gateway run restarts it"))
+                         else why))
     if config.nat64 is not None:
         probe = str(config.nat64.embed("192.0.2.1"))
         proc = host.run(["ip", "-6", "-j", "route", "get", probe], check=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from zonectl.harness.coredns import CoreDnsError, binary as coredns_binary
 from zonectl.lab.runner import REQUIRED_TOOLS
 from zonectl.lab.state import LabState, alive, teardown
 
@@ -32,7 +33,13 @@ def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, OVS, Tayga)"
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
-    return f"the lab needs {', '.join(missing)}" if missing else None
+    if missing:
+        return f"the lab needs {', '.join(missing)}"
+    try:
+        coredns_binary()
+    except CoreDnsError as exc:
+        return f"the lab needs CoreDNS: {exc}"
+    return None
 
 
 def lab(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -73,7 +80,8 @@ def state_dir(tmp_path: Path):
 
 
 def _tamper(state: LabState) -> None:
-    """Delete the owned ACL that lets web reach db (from every switch) and flush the gateway's chain."""
+    """Delete the owned ACL that lets web reach db (from every switch) and flush the gateway's zone dispatch
+    (the filter then fails open: its chain returns, the forward hook's policy accepts)."""
     nb = f"unix:{state.ovn_dir}/nb.sock"
     uuid = subprocess.run(["ovn-nbctl", f"--db={nb}", "--bare", "--columns=_uuid", "find", "ACL",
                            'external_ids:"zonectl.io/rule-name"="to-db"'],
@@ -83,8 +91,8 @@ def _tamper(state: LabState) -> None:
     for node in topo["nodes"]:
         subprocess.run(["ovn-nbctl", f"--db={nb}", "remove", "Logical_Switch", node["name"], "acls", uuid[0]],
                        check=True, capture_output=True)
-    subprocess.run(["ip", "netns", "exec", topo["gateway"]["netns"], "ip6tables", "-F", "ZONECTL-FWD"],
-                   check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "exec", topo["gateway"]["netns"], "nft", "flush", "chain", "ip6", "zonectl",
+                    "zone-egress"], check=True, capture_output=True)
 
 
 def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
@@ -106,11 +114,18 @@ def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
     table = out.split("from \\ to", 1)[1].split("\n\n", 1)[0]
     rows = {line.split()[0]: line for line in table.splitlines()[2:]}
     assert "8080" in rows["dmz"] and "5432" in rows["web"]
-    assert rows["db"].split()[1:] == ["-"] * 6
+    assert rows["db"].split()[1:] == ["-"] * 8
     assert "web        seen as 198.51.100.21" in out
     assert "REACHABLE ok" in out and "FAILED" not in out  # neighbour discovery through OVN's ACLs
     assert "fd00:10:244:0:2000::/ffff:ffff:ffff:0:ffff::" in out  # the firewall export
     assert "tayga shared: up" in out and "tayga web: up" in out
+    # by name through the DNS64 server: dmz reaches a.example and b.example as it reaches their addresses
+    assert table.splitlines()[0].split()[-2:] == ["a.example", "b.example"]
+    dmz = re.split(r"\s{2,}", rows["dmz"].strip())
+    assert dmz[-2:] == dmz[-4:-2] and dmz[-1] != "-"  # the same services by name as by address
+    # inbound: the IPv4 internet reaches the published dmz pod on TCP 80 (and ping), nothing else
+    inbound = out.split("== inbound:", 1)[1].split("\n== ", 1)[0]
+    assert "198.51.100.80 (dmz-2)" in inbound and "agree with the policy (2 allowed" in inbound
     assert (state_dir / "matrix.html").read_text().count("<svg") == 1
     # the gateway was fed through the controller's published document, as the DaemonSet is
     published = json.loads((state_dir / "gateway" / "gateway.json").read_text())
@@ -131,19 +146,43 @@ def test_lab_up_test_tamper_sync_down(state_dir: Path) -> None:
     out = tampered.stdout
     assert "lab test: FAIL" in out
     assert "OVN NB drift" in out and "create" in out and "tcp.dst == 5432" in out
-    assert "chain ZONECTL-FWD" in out and "rules missing" in out
+    assert "nft table ip6 zonectl changed since it was applied" in out
     assert "web -> db tcp/5432: observed blocked; policy allows" in out  # the deleted ACL, seen on the wire
     assert "no-zone -> 198.51.100.10" in out and "observed got through; policy denies" in out  # flushed chain
 
     repaired = lab(state_dir, "sync")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    assert "1 create" in repaired.stdout and "ip6tables zone filter" in repaired.stdout
+    assert "1 create" in repaired.stdout and "zone filter (nftables)" in repaired.stdout
     again = lab(state_dir, "sync")
     assert "nothing to do" in again.stdout and "gateway apply: nothing to do" in again.stdout
 
     final = lab(state_dir, "test")
     assert final.returncode == 0, final.stdout + final.stderr
     assert "lab test: PASS" in final.stdout
+
+    # What the checks used not to see: a stopped (hung) Tayga, a deleted NAT table, a dead DNS64 server.
+    gw_state = state_dir / "gateway"
+    hung = int((gw_state / "tayga" / "web" / "tayga.pid").read_text().split()[0])
+    dns64 = next(p.pid for p in LabState.load(state_dir).processes if p.what == "dns64")
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        subprocess.run(["ip", "netns", "exec", state.topology["gateway"]["netns"], "nft", "delete", "table", "ip",
+                        "zonectl-nat"], check=True)
+        os.kill(dns64, signal.SIGKILL)
+        broken = lab(state_dir, "test")
+        out = broken.stdout
+        assert broken.returncode == 1 and "lab test: FAIL" in out
+        assert "tayga web: does not answer through zt64-2100 (stopped or hung)" in out
+        assert "nft table ip zonectl-nat is missing" in out and "dns64 (CoreDNS) is not running" in out
+        fixed = lab(state_dir, "sync")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert "nftables nat" in fixed.stdout and "dns: started dns64" in fixed.stdout
+    finally:
+        if alive(hung):
+            os.kill(hung, signal.SIGCONT)
+    assert not alive(hung) or hung != int((gw_state / "tayga" / "web" / "tayga.pid").read_text().split()[0])
+    healed = lab(state_dir, "test")
+    assert healed.returncode == 0 and "lab test: PASS" in healed.stdout, healed.stdout + healed.stderr
 
     # The gateway daemon dies (kill -9): `test --repair` notices, restarts it, and the matrix holds.
     daemon = next(p for p in LabState.load(state_dir).processes if p.program == "zonectl.lab.gwd")
@@ -194,9 +233,10 @@ def test_lab_with_kubernetes(state_dir: Path) -> None:
     out = first.stdout
     assert "lab test: PASS" in out and "agree with the policy" in out and "in sync" in out
     rows = _ready_rows(out)
-    assert len(rows) == 6 and all(" True " in row for row in rows), rows  # 3 zones, 3 policies, all Ready
+    assert len(rows) == 8 and all(" True " in row for row in rows), rows  # 3 zones, 3 + the lab's 2 policies, Ready
     # the ACLs are the controller's: written for the objects as stored (their generation), which the lab never wrote
-    assert _nb_policies(state_dir) == {"zonectl-system/dmz", "zonectl-system/web", "zonectl-system/db"}
+    lab_own = {"zonectl-lab/lab-dns", "zonectl-lab/lab-published"}
+    assert _nb_policies(state_dir) == {"zonectl-system/dmz", "zonectl-system/web", "zonectl-system/db"} | lab_own
     cm = subprocess.run([*kubectl, "get", "configmap", "zonectl-gateway-rules", "-n", "zonectl-system", "-o",
                          "jsonpath={.data.gateway\\.json}"], capture_output=True, text=True, check=True).stdout
     assert cm and (state_dir / "gateway" / "gateway.json").read_text() == cm  # the gateway reads the controller's document
@@ -204,16 +244,16 @@ def test_lab_with_kubernetes(state_dir: Path) -> None:
     # kubectl delete: the controller removes the policy's rows (finalizer) and republishes; the gateway follows
     seq = json.loads((state_dir / "gateway" / "last-apply.json").read_text())["seq"]
     subprocess.run([*kubectl, "delete", "securityzonepolicy", "db", "-n", "zonectl-system"], check=True, timeout=60)
-    assert _nb_policies(state_dir) == {"zonectl-system/dmz", "zonectl-system/web"}
+    assert _nb_policies(state_dir) == {"zonectl-system/dmz", "zonectl-system/web"} | lab_own
     deadline = time.monotonic() + 30
     while json.loads((state_dir / "gateway" / "last-apply.json").read_text())["seq"] == seq:
         assert time.monotonic() < deadline, "the gateway did not re-apply the republished document"
         time.sleep(0.2)
     after = lab(state_dir, "test")
     assert after.returncode == 0, after.stdout + after.stderr
-    assert "lab test: PASS" in after.stdout and "in sync" in after.stdout and len(_ready_rows(after.stdout)) == 5
+    assert "lab test: PASS" in after.stdout and "in sync" in after.stdout and len(_ready_rows(after.stdout)) == 7
     table = after.stdout.split("from \\ to", 1)[1].split("\n\n", 1)[0]
-    assert {line.split()[0]: line for line in table.splitlines()[2:]}["db"].split()[1:] != ["-"] * 6  # db is open now
+    assert {line.split()[0]: line for line in table.splitlines()[2:]}["db"].split()[1:] != ["-"] * 8  # db is open now
 
     # the control plane's daemon killed: `down` still ends what it started (recorded in kube.json)
     state = LabState.load(state_dir)

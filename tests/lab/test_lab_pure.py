@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -17,8 +18,8 @@ from zonectl.core.errors import ValidationError
 from zonectl.core.rules import compile_objects
 from zonectl.inputs import load_documents, of_kind
 from zonectl.lab.expect import Service, expected, services_of
-from zonectl.lab.inputs import Inputs, compile_inputs
-from zonectl.lab.matrix import plan_matrix, observe, render_svg, render_text
+from zonectl.lab.inputs import LAB_NAMESPACE, Inputs, compile_inputs, lab_policies
+from zonectl.lab.matrix import plan_inbound, plan_matrix, observe, render_svg, render_text
 from zonectl.lab.state import LabError, LabState, ProcessRecord, cmdline, stop_process
 from zonectl.lab.topology import NO_ZONE, Topology, plan
 from zonectl.lab.traffic import Observation
@@ -125,13 +126,13 @@ def test_topology_refuses_a_bad_node_count(compiled, nodes):
 
 
 def _all_as_expected(matrix):
-    return {c.key: Observation(c.expected.allowed, "x" if c.expected.allowed else None, 1.0)
-            for c in matrix.cells.values()}
+    return {c.key: Observation(c.expected.allowed, c.answer_want or "x" if c.expected.allowed else None, 1.0,
+                               resolved=c.resolved_want) for c in matrix.cells.values()}
 
 
 def test_matrix_agreement_and_mismatch_text(compiled, topo):
     matrix, probes = plan_matrix(topo, compiled.ruleset, compiled.config.nat64, compiled.services)
-    assert len(probes) == len(matrix.cells) == 4 * 6 * len(compiled.services)
+    assert len(probes) == len(matrix.cells) == 4 * 8 * len(compiled.services)  # 4 zones, 2 sites by address and name
     good = observe(matrix, _all_as_expected(matrix))
     assert good.passed and "agree with the policy" in render_text(good)
     results = _all_as_expected(matrix)
@@ -147,6 +148,54 @@ def test_matrix_agreement_and_mismatch_text(compiled, topo):
     svg = ET.fromstring(render_svg(bad))
     fills = [r.get("fill") for r in svg.iter("{http://www.w3.org/2000/svg}rect")]
     assert fills.count("#c62828") == 2 + 1  # two red cells plus the legend's swatch
+
+
+def test_names_resolve_through_dns64_and_the_cell_needs_the_nat64_address(compiled, topo):
+    """A pod dials a.example: the cell expects what the address column expects, and the probe must have
+    resolved the name to the NAT64 address of the site (through the lab's DNS policy, every zone may ask)."""
+    nat64 = compiled.config.nat64
+    matrix, probes = plan_matrix(topo, compiled.ruleset, nat64, compiled.services)
+    by_name = {p.id: p for p in probes if p.host == "a.example"}
+    assert len(by_name) == 4 * len(compiled.services)
+    for svc in compiled.services:
+        for zone in topo.zones:
+            named, direct = matrix.cell(zone, "a.example", svc), matrix.cell(zone, "198.51.100.10", svc)
+            assert named.expected.allowed == direct.expected.allowed
+            assert named.resolved_want == str(nat64.embed("198.51.100.10"))
+    cell = matrix.cell("dmz", "a.example", Service("tcp", 80))
+    assert cell.expected.allowed
+    right = replace(cell, observed=Observation(True, "198.51.100.1", 1.0, resolved=cell.resolved_want))
+    wrong = replace(cell, observed=Observation(True, "198.51.100.1", 1.0, resolved="2001:db8::10"))
+    assert right.agrees and not wrong.agrees  # the name reached the site, but not through NAT64: a mismatch
+
+
+def test_inbound_matrix_follows_the_destination_zones_ingress(compiled, topo):
+    nat64 = compiled.config.nat64
+    inbound, probes = plan_inbound(topo, compiled.ruleset, nat64, compiled.services)
+    assert [c.split()[0] for c in inbound.cols] == ["198.51.100.80", "198.51.100.81", "198.51.100.82"]
+    dmz, web, db = inbound.cols
+    allowed = {(c.dst, c.service.label) for c in inbound.cells.values() if c.expected.allowed}
+    assert allowed == {(dmz, "tcp/80"), (dmz, "icmp")}  # the lab's published rule, and dmz's "ping from any"
+    assert all(p.netns == topo.internet.netns for p in probes)
+    cell = inbound.cell(inbound.rows[0], dmz, Service("tcp", 80))
+    assert cell.answer_want == str(nat64.embed("198.51.100.10"))  # the pod saw the client through NAT64
+    assert replace(cell, observed=Observation(True, cell.answer_want, 1.0)).agrees
+    assert not replace(cell, observed=Observation(True, "198.51.100.1", 1.0)).agrees
+
+
+def test_lab_policies_never_decide_a_zone_default(compiled):
+    lab = lab_policies([d for d in compiled.policies if d["metadata"]["namespace"] != LAB_NAMESPACE],
+                       [z.name for z in compiled.registry])
+    assert [p["metadata"]["name"] for p in lab] == ["lab-dns", "lab-published"]
+    assert all(p["spec"]["defaultAction"] == {"ingress": "Allow", "egress": "Allow"} for p in lab)
+    for zone in ("dmz", "web", "db"):  # each still falls to its own Deny default
+        v = expected(compiled.ruleset, compiled.config.nat64, addr_of(compiled, zone), compiled.config.nat64.embed(
+            "203.0.113.1"), Service("tcp", 9999))
+        assert not v.allowed and "default" in v.reason
+
+
+def addr_of(compiled, zone):
+    return compiled.config.layout.encode("fd00:10:244:1::/64", compiled.registry.get(zone).id, 5)
 
 
 def test_ledger_round_trip_and_version_check(tmp_path):

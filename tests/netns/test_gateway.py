@@ -6,26 +6,35 @@ from __future__ import annotations
 import os
 import signal
 import urllib.request
+from dataclasses import replace
 
 import pytest
 
 from promtext import samples
 
-from gwlab import ALLOW_LAB, CONFIG, POD_ZONES, ZONES, reach, reach_all, registry, ruleset, running
+from gwlab import ALLOW_LAB, CONFIG, POD_ZONES, TARGET, ZONES, reach, reach_all, registry, ruleset, running
 from zonectl.core.errors import ValidationError
 from zonectl.core.nat64 import Nat64Prefix
 from zonectl.gateway.config import parse_gateway
 from zonectl.gateway.gateway import GatewayError
 from zonectl.metrics_server import Listen, MetricsServer
-from zonectl.gateway.tayga import read_dynamic_map
+from zonectl.gateway.tayga_info import read_dynamic_map
 from zonectl.harness.gateway_testbed import GATEWAY_V4
 from zonectl.procs import wait_until
 
 SERVER_ECHO = "fd64:ff9b::c000:20a"
+BACKENDS = pytest.mark.parametrize("backend", ["nftables", "ip6tables"])
 
 
-def test_zones_allowed_denied_and_each_zone_seen_by_its_egress_address() -> None:
-    with running() as (bed, gw):
+def filter_state(bed) -> str:
+    """Everything either backend of the zone filter keeps in the kernel (without comment lines)."""
+    return "\n".join(l for l in (bed.gateway.run(["ip6tables-save"]).stdout + bed.gateway.run(["nft", "list", "ruleset"]).stdout)
+                     .splitlines() if not l.startswith("#"))
+
+
+@BACKENDS
+def test_zones_allowed_denied_and_each_zone_seen_by_its_egress_address(backend: str) -> None:
+    with running(gateway={"filter": backend}) as (bed, gw):
         got = reach_all(bed, POD_ZONES)
         # shared pool: masqueraded to the uplink address
         assert got["dmz"] == (str(GATEWAY_V4), str(GATEWAY_V4), SERVER_ECHO)
@@ -46,23 +55,18 @@ def test_zones_allowed_denied_and_each_zone_seen_by_its_egress_address() -> None
         assert sorted(gw.taygas) == ["api", "shared", "web"]
 
 
-def _saved(text: str) -> list[str]:
-    """ip6tables-save output without its "# Generated/Completed on <time>" comment lines."""
-    return [line for line in text.splitlines() if not line.startswith("#")]
-
-
-def test_reapply_changes_no_rule_and_keeps_counters() -> None:
-    with running({"dmz": 0x2000}) as (bed, gw):
+@BACKENDS
+def test_reapply_changes_no_rule_and_keeps_counters(backend: str) -> None:
+    with running({"dmz": 0x2000}, gateway={"filter": backend}) as (bed, gw):
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
-        before = gw.ip6t.counters()
-        save_before = bed.gateway.run(["ip6tables-save"]).stdout
-        nft_before = bed.gateway.run(["nft", "list", "ruleset"]).stdout
+        before = gw.filter.counters()
+        assert [c for c in before if c.field("zone") == "dmz" and c.packets]
+        state = filter_state(bed)
         reg = registry()
         report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
         assert report.changes == []
-        assert gw.ip6t.counters() == before  # nothing was reloaded: counters are intact
-        assert _saved(bed.gateway.run(["ip6tables-save"]).stdout) == _saved(save_before)
-        assert bed.gateway.run(["nft", "list", "ruleset"]).stdout == nft_before
+        assert gw.filter.counters() == before  # nothing was reloaded: counters are intact
+        assert filter_state(bed) == state
 
 
 def test_killed_tayga_is_restarted_and_traffic_flows_again() -> None:
@@ -89,7 +93,7 @@ def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
         reg = registry()
         report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
         # the map also brings its route and the rule accepting the mapped service's replies
-        assert report.changes == ["ip6tables zone filter", "tayga shared restarted with new config", "routes (1)"]
+        assert report.changes == ["zone filter (nftables)", "tayga shared restarted with new config", "routes (1)"]
         assert shared.pid not in (None, old_pid) and shared.restarts == 0  # controlled, not a crash
         assert "map 198.51.100.80 fd00:10:96::80" in shared.conf_path.read_text()
         (entry,) = read_dynamic_map(shared.data_dir)  # written on SIGTERM, read back by the new process
@@ -101,7 +105,7 @@ def test_config_change_is_a_controlled_restart_that_keeps_dynamic_map() -> None:
 def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
     with running({"dmz": 0x2000, "db": 0x3000}) as (bed, gw):
         pid = gw.taygas["shared"].pid
-        rules_before = _saved(bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout)
+        rules_before = filter_state(bed)
         reg = registry()
         # 1. a policy that does not compile never reaches the gateway (the core refuses it)
         with pytest.raises(ValidationError, match="unknown zone"):
@@ -120,23 +124,41 @@ def test_bad_input_is_refused_and_previous_state_keeps_running() -> None:
         with pytest.raises(GatewayError, match="nosuchlink does not exist"):
             gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB.replace("8080", "8081"), reg))
         assert gw.taygas["shared"].pid == pid
-        assert _saved(bed.gateway.run(["ip6tables-save", "-t", "filter"]).stdout) == rules_before
+        assert filter_state(bed) == rules_before
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4) and reach(bed, "db", 0.5)[0] is None
         assert samples(gw.metrics_text())['zonectl_gateway_applies_total{result="error"}'] == 3
 
 
-def test_policy_change_applies_atomically() -> None:
-    with running({"dmz": 0x2000}) as (bed, gw):
+@BACKENDS
+def test_policy_change_applies_atomically(backend: str) -> None:
+    with running({"dmz": 0x2000}, gateway={"filter": backend}) as (bed, gw):
         assert reach(bed, "dmz")[0] == str(GATEWAY_V4)
         reg = registry()
         deny = ALLOW_LAB.replace("action: Allow", "action: Deny")
         report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(deny, reg))
-        assert report.changes == ["ip6tables zone filter"]
+        assert report.changes == [f"zone filter ({backend})"]
         assert reach(bed, "dmz", 0.5) == (None, None, None)
 
 
-def test_rules_of_others_are_untouched() -> None:
-    with running({"dmz": 0x2000}) as (bed, gw):
+def test_switching_backends_never_leaves_traffic_unfiltered() -> None:
+    """ip6tables -> nftables -> ip6tables: each switch installs the new filter, then removes the old one;
+    the verdicts stay the policy's throughout and nothing of the old backend is left."""
+    with running({"dmz": 0x2000, "db": 0x3000}, gateway={"filter": "ip6tables"}) as (bed, gw):
+        reg = registry()
+        for backend, gone in (("nftables", "ip6tables"), ("ip6tables", "nftables")):
+            gw.cfg = replace(gw.cfg, filter=backend)
+            report = gw.apply_inputs(CONFIG.nat64, reg, ruleset(ALLOW_LAB, reg))
+            assert report.changes == [f"zone filter ({backend})", f"zone filter ({gone}) removed"]
+            assert ("ZONECTL" in bed.gateway.run(["ip6tables-save"]).stdout) == (backend == "ip6tables")
+            assert ("table ip6 zonectl" in bed.gateway.run(["nft", "list", "tables"]).stdout) == (backend == "nftables")
+            got = reach_all(bed, ["dmz", "db"], 0.5)
+            assert got["dmz"][0] == str(GATEWAY_V4) and got["db"] == (None, None, None)
+            assert gw.filter.counters() and gw.drift() == []
+
+
+@BACKENDS
+def test_rules_of_others_are_untouched(backend: str) -> None:
+    with running({"dmz": 0x2000}, gateway={"filter": backend}) as (bed, gw):
         g = bed.gateway
         g.run(["ip6tables", "-N", "OTHER"])
         g.run(["ip6tables", "-A", "OTHER", "-s", "2001:db8::/32", "-j", "ACCEPT"])
@@ -168,21 +190,35 @@ def test_rules_of_others_are_untouched() -> None:
         assert "zonectl" not in g.run(["nft", "list", "tables"]).stdout
 
 
-def test_static_map_lets_ipv4_clients_reach_a_service() -> None:
-    svc = "fd00:10:244:2:2000::5"  # the pod of zone dmz is the "service"
-    with running({"dmz": 0x2000}, gateway={"staticMaps": [{"ipv4": "198.51.100.80", "ipv6": svc}]}) as (bed, gw):
+@BACKENDS
+def test_static_map_lets_ipv4_clients_reach_a_service(backend: str) -> None:
+    """Two published pods: one of a zone on the shared pool, one of a zone with a pool of its own (whose
+    NAT64 traffic is marked to its own Tayga): both reachable from IPv4, both answer through the shared
+    Tayga that holds the maps, and the second still opens its own connections from its zone's address."""
+    svc, web = "fd00:10:244:2:2000::5", "fd00:10:244:2:2100::5"
+    maps = [{"ipv4": "198.51.100.80", "ipv6": svc}, {"ipv4": "198.51.100.81", "ipv6": web}]
+    with running({"dmz": 0x2000, "web": 0x2100}, gateway={"staticMaps": maps, "filter": backend}) as (bed, gw):
         bed.start_server("dmz")
-        bed.internet.run(["ip", "route", "add", "198.51.100.80/32", "via", str(GATEWAY_V4)])  # upstream routing
+        bed.start_server("web")
+        for v4 in ("198.51.100.80", "198.51.100.81"):  # upstream routing
+            bed.internet.run(["ip", "route", "add", f"{v4}/32", "via", str(GATEWAY_V4)])
         # the service sees the IPv4 client embedded in the NAT64 prefix (198.51.100.254 = c633:64fe) ...
         assert bed.probe(None, "tcp", "198.51.100.80") == "fd64:ff9b::c633:64fe"
         assert bed.probe(None, "udp", "198.51.100.80") == "fd64:ff9b::c633:64fe"
+        assert bed.probe(None, "tcp", "198.51.100.81") == "fd64:ff9b::c633:64fe"
         # ... although zone dmz may not open connections to that client: only the replies are let through
         assert bed.probe("dmz", "tcp", "fd64:ff9b::c633:64fe", port=9, timeout=0.5) is None
-        counters = {c.comment: c.packets for c in gw.ip6t.counters()}
-        assert counters  # the filter is on the path
-        save = bed.gateway.run(["ip6tables-save", "-c", "-t", "filter"]).stdout
-        replies = [l for l in save.splitlines() if "ingress-map replies" in l]
-        assert len(replies) == 1 and not replies[0].startswith("[0:0]")
+        # the published web pod's own connections leave by its zone's Tayga, from its zone's address
+        assert bed.probe("web", "tcp", TARGET) == "198.51.100.21"
+        assert gw.filter.counters()  # the filter is on the path
+        if backend == "ip6tables":
+            save = bed.gateway.run(["ip6tables-save", "-c", "-t", "filter"]).stdout
+            replies = [l for l in save.splitlines() if "ingress-map replies" in l]
+            assert len(replies) == 2 and not replies[0].startswith("[0:0]")
+        else:
+            listing = bed.gateway.run(["nft", "list", "table", "ip6", "zonectl"]).stdout
+            replies = [l for l in listing.splitlines() if "ingress-map replies" in l and " accept " in l]
+            assert len(replies) == 2 and all("counter packets 0 " not in r for r in replies)
 
 
 def test_metrics_endpoint_serves_prometheus_text() -> None:

@@ -94,7 +94,7 @@ def test_run_apply_status() -> None:
         assert rc == 0, (bed.workdir / "run.log").read_text()
         # Tayga ended with the daemon; the zone filter stays (fail closed)
         assert all(not Path(f"/proc/{pid}").exists() for pid in tayga_pids)
-        assert "ZONECTL-FWD" in bed.gateway.run(["ip6tables-save"]).stdout
+        assert "chain zone-egress" in bed.gateway.run(["nft", "list", "table", "ip6", "zonectl"]).stdout
         # bad input on the command line: exit status 2, one clear message, nothing changed
         bad = zonectl(bed, "gateway", "apply", *common, "--uplink", "nosuch0", check=False)
         assert bad.returncode == 2 and "nosuch0 does not exist" in bad.stderr and "Traceback" not in bad.stderr

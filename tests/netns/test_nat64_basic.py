@@ -12,7 +12,8 @@ import pytest
 
 from zonectl.gateway import netlink
 from zonectl.gateway.host import Host
-from zonectl.gateway.tayga import TaygaProcess, detect_version, read_dynamic_map
+from zonectl.gateway.tayga import TaygaProcess
+from zonectl.gateway.tayga_info import detect_version, read_dynamic_map
 from zonectl.harness.gateway_testbed import GATEWAY_V4, SERVER_V4, UPLINK, Testbed
 from zonectl.render.tayga import TaygaConfig, render
 

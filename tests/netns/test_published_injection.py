@@ -2,7 +2,8 @@
 
 The gateway applies the example policies' document once in a network namespace of this module's own
 (``netfilter_world``); then documents with one field changed are handed to the same command. Every
-field in turn gets a newline followed by an ip6tables rule (``-A INPUT -s ::/0 -j ACCEPT``), and
+field in turn gets a newline followed by an ip6tables rule (``-A INPUT -s ::/0 -j ACCEPT``) and an nft
+one, with either filter backend (``gateway.filter``: nftables, the default, and ip6tables), and
 Hypothesis puts any JSON value into any field (tests/unit/test_published_schema.py has the pure
 property). A refused document must end with exit status 2 and one line, and leave ip6tables, iptables
 and the nftables ruleset byte-identical (``zonectl.harness.netns.netfilter_state``, without counters);
@@ -27,13 +28,14 @@ from zonectl.core.errors import ValidationError
 
 from published_docs import BASE, CONFIG, FIELDS, VALUES, edited
 
-INJECTION = "x\n-A INPUT -s ::/0 -j ACCEPT"
+INJECTION = "x\n-A INPUT -s ::/0 -j ACCEPT\nadd rule ip6 zonectl forward accept"
+MARK = {"nftables": "table ip6 zonectl {", "ip6tables": "ZONECTL-FWD"}  # the base filter is in place
 
 
 class Gateway:
     """``zonectl gateway apply --netns`` with a config of its own, fed one document after another."""
 
-    def __init__(self, world: Any, work: Path) -> None:
+    def __init__(self, world: Any, work: Path, backend: str) -> None:
         self.world = world
         self.work = work
         self.config = work / "config.yaml"
@@ -41,7 +43,7 @@ class Gateway:
             "apiVersion": "zonectl.io/v1alpha1", "kind": "ZonectlConfig",
             "layout": CONFIG.layout.as_dict() | {"zoneField": {"offset": 64, "width": 16}},
             "nat64": {"prefix": str(CONFIG.nat64.network)},
-            "gateway": {"uplink": world.uplink, "stateDir": str(work / "state")},
+            "gateway": {"uplink": world.uplink, "stateDir": str(work / "state"), "filter": backend},
         }))
 
     def apply(self, doc: Any, capsys) -> tuple[int, str]:
@@ -52,14 +54,15 @@ class Gateway:
         return code, capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def gateway(netfilter_world, tmp_path_factory) -> Iterator[tuple[Gateway, str]]:
-    gw = Gateway(netfilter_world, tmp_path_factory.mktemp("published-injection"))
+@pytest.fixture(scope="module", params=sorted(MARK))
+def gateway(request, netfilter_world, tmp_path_factory) -> Iterator[tuple[Gateway, str]]:
+    gw = Gateway(netfilter_world, tmp_path_factory.mktemp("published-injection"), request.param)
     code = cli.main(["gateway", "apply", "--config", str(gw.config), "--inputs",
                      str(_write(gw.work / "base.json", BASE)), "--netns", netfilter_world.ns])
     assert code == 0
     state = netfilter_world.state()
-    assert "ZONECTL-FWD" in state and "zonectl-nat" in state
+    assert MARK[request.param] in state and "zonectl-nat" in state
+    assert all(mark not in state for mark in MARK.values() if mark != MARK[request.param])
     yield gw, state
 
 

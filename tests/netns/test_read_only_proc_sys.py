@@ -102,6 +102,7 @@ def test_gateway_apply_stops_before_changing_anything(ns: Netns, tmp_path: Path)
     assert "'net.ipv4.ip_forward = 1' in /etc/sysctl.d/" in err
     assert forwarding(ns) == ("0", "0")
     assert "ZONECTL" not in ns.run(["ip6tables-save"]).stdout  # the zone filter was not half-installed
+    assert "zonectl" not in ns.run(["nft", "list", "tables"]).stdout
     assert "zt64" not in ns.run(["ip", "link"]).stdout
 
     # writable /proc/sys: the same apply goes through and turns forwarding on
@@ -109,4 +110,4 @@ def test_gateway_apply_stops_before_changing_anything(ns: Netns, tmp_path: Path)
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert forwarding(ns) == ("1", "1")
-    assert "ZONECTL-FWD" in ns.run(["ip6tables-save"]).stdout
+    assert "chain zone-egress" in ns.run(["nft", "list", "table", "ip6", "zonectl"]).stdout

@@ -14,7 +14,8 @@ import pytest
 
 from zonectl.core.errors import ValidationError
 from zonectl.gateway.host import Host
-from zonectl.gateway.tayga import TaygaError, TaygaProcess, detect_version
+from zonectl.gateway.tayga import TaygaProcess
+from zonectl.gateway.tayga_info import TaygaError, detect_version
 from zonectl.harness.netns import Netns
 from zonectl.render.tayga import TaygaConfig, render, validate
 

@@ -496,6 +496,15 @@ CASES: list[Case] = [
     C("metrics host a name", "gateway", "gateway.metrics.listen", "localhost:9464"),
     C("restart NaN", "gateway", "gateway.restart.initialDelay", float("nan")),
     C("restart order", "gateway", "gateway.restart.initialDelay", 60, "gateway.restart"),
+    C("restart probeInterval 0", "gateway", "gateway.restart.probeInterval", 0),
+    C("restart probeFailures 0", "gateway", "gateway.restart.probeFailures", 0),
+    C("filter backend typo", "gateway", "gateway.filter", "iptables"),
+    C("filter backend a list", "gateway", "gateway.filter", ["nftables"]),
+    C("tayga instances 0", "gateway", "gateway.tayga.instances", 0),
+    C("tayga instances 17", "gateway", "gateway.tayga.instances", 17),
+    C("tayga instances a string", "gateway", "gateway.tayga.instances", "2"),
+    C("tayga zoneInstances negative", "gateway", "gateway.tayga.zoneInstances", -1),
+    C("tayga hash typo", "gateway", "gateway.tayga.hash", "round-robin"),
     # --- config: operator (zonectl operator check-config) --------------------------------------------------
     C("operator typo", "operator", "operator.labelkey", "x", "operator"),
     C("operator insecure a string", "operator", "operator.webhook.insecure", "false"),
@@ -875,7 +884,7 @@ def world(request, worlds: dict[str, Any], target: str, tmp: Path) -> Any:
             assert w.uplink == BASE_CONFIG["gateway"]["uplink"]
             argv = TARGETS["gateway"].argv(write(tmp / "base", "gateway", BASE_CONFIG)) + w.argv
             assert cli.main(argv) == 0, "the base documents are applied in the world first"
-            assert "ZONECTL-FWD" in w.state() and "zonectl-nat" in w.state()
+            assert "table ip6 zonectl {" in w.state() and "zonectl-nat" in w.state()
         worlds[name] = w
     return worlds[name]
 

@@ -15,7 +15,8 @@ from promtext import samples
 from zonectl.gateway import metrics
 from zonectl.gateway.config import MarkSettings, check_zone_egress, parse_gateway
 from zonectl.gateway.plan import RouteSpec, RuleSpec, build_plan
-from zonectl.gateway.tayga import Backoff, TaygaStatus, active_mappings, parse_dynamic_map
+from zonectl.gateway.tayga import Backoff, TaygaStatus
+from zonectl.gateway.tayga_info import active_mappings, parse_dynamic_map
 from zonectl.render.ip6tables import Counter
 from zonectl.render.tayga import DEBIAN_12, TaygaVersion
 
@@ -104,6 +105,29 @@ def test_plan_per_zone_egress() -> None:
     assert plan() == p
 
 
+def test_plan_with_several_instances_per_pool() -> None:
+    """Slices of each pool, one TUN each, an ECMP route of the prefix per pool, the hash sysctls; the NAT
+    stays per pool (a zone leaves from its one address); static maps in every shared instance."""
+    maps = [{"ipv4": "198.51.100.80", "ipv6": "fd00:10:96::80"}]
+    p = plan({"tayga": {"instances": 3, "zoneInstances": 2}, "staticMaps": maps})
+    assert [(i.name, i.tun, str(i.pool)) for i in p.instances if i.zone in (None, "web")] == [
+        ("shared", "zt64", "100.64.0.0/26"), ("shared.1", "zt64.1", "100.64.0.64/26"),
+        ("shared.2", "zt64.2", "100.64.0.128/26"),
+        ("web", "zt64-2100", "100.64.21.0/25"), ("web.1", "zt64-2100.1", "100.64.21.128/25")]
+    assert all("map 198.51.100.80 fd00:10:96::80" in i.conf_text for i in p.instances if i.zone is None)
+    assert RouteSpec("fd64:ff9b::/96", "", 254, "fe80::64", ("zt64", "zt64.1", "zt64.2")) in p.routes
+    assert RouteSpec("fd64:ff9b::/96", "", 4200, "fe80::64", ("zt64-2100", "zt64-2100.1")) in p.routes
+    assert RouteSpec("100.64.0.64/26", "zt64.1") in p.routes and RouteSpec("198.51.100.80/32", "zt64") in p.routes
+    assert ("net.ipv6.fib_multipath_hash_policy", "3") in p.sysctls
+    assert p.nat_text.count("masquerade") == 1 and p.nat_text.count("snat to 198.51.100.21") == 1
+    assert ("net.ipv6.fib_multipath_hash_fields", "55") in plan({"tayga": {"instances": 2, "hash": "flow"}}).sysctls
+    assert not [k for k, _ in plan().sysctls if "multipath" in k]  # one instance: the host's hashing is left alone
+    with pytest.raises(ValidationError, match=r"gateway.tayga.instances: 8 instances need slices of 100.64.0.0/28"):
+        plan({"tayga": {"pool": "100.64.0.0/28", "instances": 8}})
+    with pytest.raises(ValidationError, match=r"gateway.tayga.tun: 'zt64abcdef-2100.1' \(instance web.1\) is longer"):
+        plan({"tayga": {"tun": "zt64abcdef", "zoneInstances": 2}})
+
+
 def test_plan_refuses_wkpf_with_private_destination() -> None:
     from zonectl.core.nat64 import Nat64Prefix
 
@@ -162,7 +186,7 @@ def test_backoff_doubles_and_resets() -> None:
 
 def test_version_from_help_text_of_newer_tayga(tmp_path) -> None:
     """0.9.4+ names its version in --help (0.9.2 does not; tests/netns checks the real 0.9.2 binary)."""
-    from zonectl.gateway.tayga import detect_version
+    from zonectl.gateway.tayga_info import detect_version
 
     fake = tmp_path / "tayga"
     fake.write_text("#!/bin/sh\necho 'TAYGA version 0.9.6' >&2\necho 'Usage:' >&2\nexit 1\n")

@@ -61,6 +61,8 @@ def _where(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(filter(None, (exc.context, exc.problem))) or "invalid YAML"
+        if "maximum nesting depth" in what:  # libyaml >= 0.2.5 scans ahead and may stop first (at 1,000)
+            what = f"nested deeper than {MAX_DEPTH} levels"
         return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark else what
     return str(exc)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NoReturn
+from typing import Any, Callable, Iterable, Mapping, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,20 @@ class ValidationError(ZonectlError):
     def prefixed(self, source: str) -> "ValidationError":
         """The same problems, attributed to an object (e.g. ``SecurityZonePolicy web/allow-https``)."""
         return ValidationError(self.problems, source=source)
+
+
+def parse_each(items: Iterable[Any], parse: Callable[[Any], T], source: str) -> list[T]:
+    """Every item parsed, or one error with every item's problems: none is skipped, the user sees them all."""
+    out: list[T] = []
+    problems: list[Problem] = []
+    for item in items:
+        try:
+            out.append(parse(item))
+        except ValidationError as exc:
+            problems.extend(exc.attributed())
+    if problems:
+        raise ValidationError(problems, source=source)
+    return out
 
 
 class Collector:

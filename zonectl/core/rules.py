@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterable
 
-from .errors import Collector, Problem, ValidationError
+from .errors import Collector, Problem, ValidationError, parse_each
 from .layout import AddrMatch
 from .nat64 import Nat64Prefix
 from .policy import Action, Direction, Peer, Policy, PolicyRule, PortSpec, Protocol, parse_policy
@@ -236,14 +236,6 @@ def compile_policies(policies: Iterable[Policy], registry: ZoneRegistry, nat64: 
 
 def compile_objects(bodies: Iterable[dict], registry: ZoneRegistry, nat64: Nat64Prefix | None) -> RuleSet:
     """Parse and compile SecurityZonePolicy objects; every parse error of every object is reported."""
-    policies: list[Policy] = []
-    problems: list[Problem] = []
-    for body in bodies:
-        try:
-            policies.append(parse_policy(body, registry))
-        except ValidationError as exc:
-            problems.extend(exc.attributed())
-    if problems:
-        raise ValidationError(problems, source="policies")
+    policies = parse_each(bodies, lambda body: parse_policy(body, registry), "policies")
     return compile_policies(policies, registry, nat64)
 

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Iterable, Mapping
 
 from . import fields as f
-from .errors import Collector, Problem, ValidationError
+from .errors import Collector, Problem, ValidationError, parse_each
 from .layout import AddrMatch, Layout, Scope
 
 NAME_RE = f.DNS_LABEL
@@ -292,16 +292,7 @@ class ZoneRegistry:
     @classmethod
     def from_objects(cls, layout: Layout, objects: Iterable[Mapping[str, Any]]) -> "ZoneRegistry":
         """Build from SecurityZone objects; every invalid object is reported, none is skipped silently."""
-        zones: list[Zone] = []
-        problems: list[Problem] = []
-        for obj in objects:
-            try:
-                zones.append(parse_zone(obj, layout))
-            except ValidationError as exc:
-                problems.extend(exc.attributed())
-        if problems:
-            raise ValidationError(problems, source="zones")
-        return cls(layout, tuple(zones))
+        return cls(layout, tuple(parse_each(objects, lambda obj: parse_zone(obj, layout), "zones")))
 
     def get(self, name: str) -> Zone | None:
         return self._by_name.get(name)

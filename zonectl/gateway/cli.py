@@ -115,13 +115,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
         gw.preflight(plan)
         for inst in plan.instances:
             _out(f"# --- tayga.conf ({inst.name}, {inst.tun}) ---\n{inst.conf_text}")
-        _out(f"# --- ip6tables-restore --noflush ---\n{plan.ip6tables_text()}")
-        _out(f"# --- nft -f ---\n{plan.nat_text}")
-        routes = "\n".join(f"# route {r.dst} dev {r.dev} table {r.table}" for r in sorted(plan.routes))
+        loader = "nft -f" if plan.filter_backend == "nftables" else "ip6tables-restore --noflush"
+        _out(f"# --- zone filter: {loader} ---\n{plan.filter_text()}")
+        _out(f"# --- NAT: nft -f ---\n{plan.nat_text}")
+        routes = "\n".join(f"# route {r.describe()}" for r in sorted(plan.routes))
         rules = "\n".join(f"# rule {r.priority}: fwmark {r.fwmark:#x}/{r.mask:#x} lookup {r.table}"
                           for r in sorted(plan.policy_rules))
         _out(f"# --- netlink ---\n{routes}\n{rules}".rstrip())
-        _out(f"# checked with ip6tables-restore --test, nft -c and Tayga {gw.version}: OK")
+        _out(f"# checked with {'nft -c' if plan.filter_backend == 'nftables' else 'ip6tables-restore --test, nft -c'} "
+             f"and Tayga {gw.version}: OK")
         return 0
     state_dir = Path(inputs.gateway.state_dir)
     pid = daemon_pid(state_dir)
@@ -225,8 +227,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "gateway", formatter_class=fmt, help="egress gateway: NAT64 (Tayga), zone filter and masquerade on a host",
         description="The egress gateway: pods' IPv6 traffic to the NAT64 prefix becomes IPv4 here.\n"
         "Tayga translates (one instance for the shared pool, one per zone with an IPv4 pool of its own),\n"
-        "ip6tables drops NAT64-bound traffic from zones no policy allows, nftables masquerades the shared\n"
-        "pool and SNATs each own pool to its zone's egress address.",
+        "the zone filter (nftables verdict maps, or ip6tables) drops NAT64-bound traffic from zones no\n"
+        "policy allows, nftables masquerades the shared pool and SNATs each own pool to its zone's egress address.",
         epilog="examples:\n"
         "  zonectl gateway apply --dry-run --config examples/config.yaml --zones examples/zones.yaml \\\n"
         "      --policies examples/policies.yaml --uplink eth1\n"
@@ -240,8 +242,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = sub.add_parser("apply", formatter_class=fmt, help="validate and apply once (or --dry-run: print and check)",
                        description="Validate the inputs and apply them once. With a `run` daemon active on the same\n"
                        "state dir, ask it to re-apply (SIGHUP) and report its result. --dry-run prints\n"
-                       "tayga.conf, the ip6tables-restore and nft files and the routes, after checking them\n"
-                       "with ip6tables-restore --test, nft -c and the installed Tayga; nothing is changed.\n"
+                       "tayga.conf, the zone filter and NAT files and the routes, after checking them\n"
+                       "with nft -c (or ip6tables-restore --test) and the installed Tayga; nothing is changed.\n"
                        "Exit status 2 (and nothing changed) when the input is refused.")
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="print and check the plan; change nothing")

@@ -5,6 +5,7 @@ Example (every key but ``uplink`` has a default)::
     gateway:
       uplink: eth1                  # the IPv4 interface; pools are masqueraded / SNATed out of it
       stateDir: /var/lib/zonectl/gateway
+      filter: nftables              # the zone filter's backend: nftables (verdict maps) or ip6tables
       tayga:
         binary: tayga
         version: auto               # or "0.9.2": which directives may be written
@@ -12,13 +13,16 @@ Example (every key but ``uplink`` has a default)::
         pool: 100.64.0.0/24         # shared dynamic pool (zones without a pool of their own)
         ipv4Address: 100.64.0.1     # default: first address of the pool
         ipv6Address: null           # needed only with 64:ff9b::/96 and a non-global ipv4Address
+        instances: 1                # shared Tayga processes (Tayga uses one core), each with a slice of
+        zoneInstances: 1            #   the pool, behind an ECMP route; the same for each own-pool zone
+        hash: source                # how ECMP picks an instance: source (a pod keeps one) or flow
       staticMaps:                   # ingress: IPv4 clients reach these IPv6 services
         - {ipv4: 198.51.100.80, ipv6: "fd00:10:96::80"}
       destinations: []              # IPv4 networks pods must reach (checked against the well-known prefix)
       marks: {mask: 0x00ff0000}     # fwmark bits zonectl may use to route own-pool zones
       routing: {tableBase: 4200, rulePriority: 4200}
       metrics: {listen: "[::1]:9464"}  # loopback; anyAddress: true to allow [::] (every address, the uplink too)
-      restart: {initialDelay: 0.2, maxDelay: 30}
+      restart: {initialDelay: 0.2, maxDelay: 30, probeInterval: 5, probeFailures: 3}
 
 Per-zone pools and egress addresses come from the SecurityZone objects (``spec.egress``); this
 module checks they fit together (disjoint pools, enough mark values, addresses outside the pools).
@@ -40,6 +44,8 @@ from ..render.tayga import StaticMap, TaygaVersion
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 DEFAULT_POOL = IPv4Network("100.64.0.0/24")
+MAX_INSTANCES = 16
+HASHES = ("source", "flow")
 CGNAT = IPv4Network("100.64.0.0/10")
 DEFAULT_METRICS = Listen(LOOPBACK, 9464)
 
@@ -52,6 +58,9 @@ class TaygaSettings:
     pool: IPv4Network = DEFAULT_POOL
     ipv4_address: IPv4Address | None = None
     ipv6_address: IPv6Address | None = None
+    instances: int = 1
+    zone_instances: int = 1
+    hash: str = "source"
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class RoutingSettings:
 class RestartSettings:
     initial_delay: float = 0.2
     max_delay: float = 30.0
+    probe_interval: float = 5.0  # seconds between liveness probes of each Tayga (gateway/liveness.py)
+    probe_failures: int = 3  # unanswered probes in a row before a running Tayga is restarted
 
 
 @dataclass(frozen=True)
@@ -94,9 +105,11 @@ class GatewayConfig:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     metrics_listen: Listen | None = DEFAULT_METRICS  # loopback: the DaemonSet runs on the host's network
     restart: RestartSettings = field(default_factory=RestartSettings)
+    filter: str = "nftables"
 
 
-_KEYS = ("uplink", "stateDir", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart")
+FILTERS = ("nftables", "ip6tables")
+_KEYS = ("uplink", "stateDir", "filter", "tayga", "staticMaps", "destinations", "marks", "routing", "metrics", "restart")
 PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*")
 BINARY_RE = re.compile(r"[A-Za-z0-9._/+-]+")
 # Directories that hold the system, not a daemon's state: a gateway writing (and cleaning) its files there
@@ -178,9 +191,12 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
     body, meant = f.section(body, "gateway", errs, _KEYS)
     uplink = _ifname(body.get("uplink"), "gateway.uplink", errs) if "uplink" not in meant else "-"
     state_dir = check_state_dir(body.get("stateDir", GatewayConfig.state_dir), "gateway.stateDir", errs)
+    backend = body.get("filter", "nftables")
+    if backend not in FILTERS:
+        errs.add("gateway.filter", f"{f.short(backend)} is not one of {', '.join(FILTERS)}")
 
-    t = f.optional_mapping(body, "tayga", "gateway.tayga", errs,
-                           ("binary", "version", "tun", "pool", "ipv4Address", "ipv6Address"))
+    t = f.optional_mapping(body, "tayga", "gateway.tayga", errs, ("binary", "version", "tun", "pool", "ipv4Address",
+                                                                  "ipv6Address", "instances", "zoneInstances", "hash"))
     version = None
     if t.get("version") not in (None, "auto"):
         text = f.string(t["version"], "gateway.tayga.version", errs, max_len=20, what="a Tayga version string or auto")
@@ -198,8 +214,14 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         if t.get("ipv6Address") is not None else None
     if pool is not None and ipv4 is not None and ipv4 not in pool:
         errs.add("gateway.tayga.ipv4Address", f"{ipv4} is outside the pool {pool}")
+    instances = f.integer(t.get("instances", 1), "gateway.tayga.instances", errs, 1, MAX_INSTANCES)
+    zone_instances = f.integer(t.get("zoneInstances", 1), "gateway.tayga.zoneInstances", errs, 1, MAX_INSTANCES)
+    spread = t.get("hash", "source")
+    if spread not in HASHES:
+        errs.add("gateway.tayga.hash", f"{f.short(spread)} is not one of {', '.join(HASHES)}")
     tayga = TaygaSettings(binary=binary or "tayga", version=version, tun=tun or "zt64", pool=pool or DEFAULT_POOL,
-                          ipv4_address=ipv4, ipv6_address=ipv6)
+                          ipv4_address=ipv4, ipv6_address=ipv6, instances=instances or 1,
+                          zone_instances=zone_instances or 1, hash=spread if spread in HASHES else "source")
 
     maps = _static_maps(body.get("staticMaps"), pool, errs)
     dests: list[IPv4Network] = []
@@ -237,9 +259,12 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         listen = parse_listen(listen, "gateway.metrics.listen", errs, any_address=bool(any_address),
                               allow="gateway.metrics.anyAddress: true")
 
-    rs = f.optional_mapping(body, "restart", "gateway.restart", errs, ("initialDelay", "maxDelay"))
+    rs = f.optional_mapping(body, "restart", "gateway.restart", errs,
+                            ("initialDelay", "maxDelay", "probeInterval", "probeFailures"))
     initial = f.number(rs.get("initialDelay", 0.2), "gateway.restart.initialDelay", errs, 0.001, 3600)
     max_delay = f.number(rs.get("maxDelay", 30.0), "gateway.restart.maxDelay", errs, 0.001, 3600)
+    probe_interval = f.number(rs.get("probeInterval", 5.0), "gateway.restart.probeInterval", errs, 0.1, 3600)
+    probe_failures = f.integer(rs.get("probeFailures", 3), "gateway.restart.probeFailures", errs, 1, 100)
     if initial is not None and max_delay is not None and initial > max_delay:
         errs.add("gateway.restart", "need initialDelay <= maxDelay")
 
@@ -254,7 +279,8 @@ def parse_gateway(body: Mapping[str, Any] | None) -> GatewayConfig:
         marks=MarkSettings(mask),
         routing=routing,
         metrics_listen=listen,
-        restart=RestartSettings(initial, max_delay),
+        restart=RestartSettings(initial, max_delay, probe_interval or 5.0, probe_failures or 3),
+        filter=backend if backend in FILTERS else "nftables",
     )
 
 

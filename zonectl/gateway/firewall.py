@@ -1,16 +1,30 @@
-"""Applying the rendered firewall: ip6tables-restore for the zone filter, nft -f for the NAT table.
+"""Applying the rendered firewall: the zone filter (nftables, or ip6tables) and the nft NAT table.
 
-Both are atomic (one kernel transaction per call) and both are skipped when the live state already
+Every change is atomic (one kernel transaction per call) and skipped when the live state already
 equals the desired state, so re-applying changes no rule and keeps the counters the metrics read.
+Each backend also says how the live state differs from a plan (``drift``), so drift reports and
+repairs cover exactly what an apply would change.
+
+Two zone filter backends, one chosen by ``gateway.filter``:
+
+* ``nftables`` (default): zonectl's own ``ip6 zonectl`` table, a zone's rules resolved into verdict
+  maps, so a packet costs the same with 10 or 10,000 rules (``zonectl.render.nftables``);
+* ``ip6tables``: zonectl's chains, walked rule by rule; for hosts whose firewall tooling only knows
+  iptables (the rules are then where ``ip6tables -L`` and iptables-based audits look).
+
+Switching backends installs the new filter first and removes the old one after, so for a moment both
+filter (never neither).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
 
 from ..render import ip6tables, nftables
+from ..render.ip6tables import Counter
 from .host import CommandError, Host
 from .plan import GatewayPlan
 
@@ -40,6 +54,8 @@ def expected_lines(restore_text: str) -> dict[str, list[str]]:
 class Ip6tables:
     """zonectl's chains in ip6tables (iptables-nft or legacy, whichever ``ip6tables`` is)."""
 
+    name = "ip6tables"
+
     def __init__(self, host: Host) -> None:
         self.host = host
 
@@ -61,9 +77,17 @@ class Ip6tables:
     def live_chains(self) -> list[str]:
         return ip6tables.owned_chains(self._save())
 
-    def test(self, text: str) -> None:
+    def present(self) -> bool:
+        """Does any of zonectl's ip6tables state exist (a chain or a jump)? False where ip6tables is absent."""
+        try:
+            save = self._save()
+        except (CommandError, OSError):
+            return False
+        return bool(ip6tables.owned_chains(save) or ip6tables.owned_lines(save))
+
+    def test(self, plan: GatewayPlan) -> None:
         """Let ip6tables-restore parse the file without committing it (raises CommandError with why)."""
-        self.host.run(["ip6tables-restore", "-w", "--test", "--noflush"], input=text)
+        self.host.run(["ip6tables-restore", "-w", "--test", "--noflush"], input=plan.ip6tables_text())
 
     def apply(self, plan: GatewayPlan) -> bool:
         """Make zonectl's chains equal the plan in one ip6tables-restore; False if they already were."""
@@ -77,7 +101,25 @@ class Ip6tables:
         self.host.run(["ip6tables-restore", "-w", "--noflush"], input=text)
         return True
 
-    def counters(self) -> list[ip6tables.Counter]:
+    def drift(self, plan: GatewayPlan) -> list[str]:
+        """How the live chains differ from the plan's (empty: they are the plan's)."""
+        out: list[str] = []
+        want = expected_lines(plan.ip6tables_text())  # with the jumps from the built-in chains
+        live = self.live()
+        for chain in sorted(set(want) | set(live)):
+            missing = [x for x in want.get(chain, []) if x not in live.get(chain, [])]
+            extra = [x for x in live.get(chain, []) if x not in want.get(chain, [])]
+            if missing and chain in ("FORWARD", "PREROUTING"):
+                out.append(f"ip6tables chain {chain}: the jump to zonectl's chain is missing")
+            elif missing:
+                out.append(f"ip6tables chain {chain}: {len(missing)} of {len(want.get(chain, []))} rules missing")
+            if extra:
+                out.append(f"ip6tables chain {chain}: {len(extra)} rules not in the plan")
+            if not missing and not extra and want.get(chain) != live.get(chain):
+                out.append(f"ip6tables chain {chain}: rules out of order")
+        return out
+
+    def counters(self) -> list[Counter]:
         return ip6tables.parse_counters(self.host.run(["ip6tables-save", "-c", "-t", "filter"]).stdout)
 
     def remove(self, plan: GatewayPlan) -> None:
@@ -87,7 +129,8 @@ class Ip6tables:
 
 
 class Nftables:
-    """zonectl's nftables tables; what was last applied is remembered (per table) in the state dir."""
+    """zonectl's nftables tables; what was last applied is remembered (per table) in the state dir:
+    the digest of the text and the listing the kernel gave back, which is what drift compares."""
 
     def __init__(self, host: Host, state_dir: Path) -> None:
         self.host = host
@@ -108,22 +151,76 @@ class Nftables:
 
     def apply(self, family: str, table: str, text: str) -> bool:
         """Replace the table atomically unless it already holds exactly this text's rules."""
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        state = self._load()
-        seen = state.get(f"{family} {table}")
-        live = self.listing(family, table)
-        if seen and seen.get("digest") == digest and live is not None and seen.get("listing") == live:
+        if not self.drift(family, table, text):
             return False
         self.host.run(["nft", "-f", "-"], input=text)
-        state[f"{family} {table}"] = {"digest": digest, "listing": self.listing(family, table) or ""}
+        state = self._load()
+        state[f"{family} {table}"] = {"digest": _digest(text), "listing": self.listing(family, table) or ""}
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.state_file)
         return True
 
-    def delete(self, family: str, table: str) -> None:
+    def drift(self, family: str, table: str, text: str) -> list[str]:
+        """How the live table differs from ``text`` as last applied (empty: it is exactly that)."""
+        live = self.listing(family, table)
+        if live is None:
+            return [f"nft table {family} {table} is missing"]
+        seen = self._load().get(f"{family} {table}") or {}
+        if seen.get("digest") != _digest(text):
+            return [f"nft table {family} {table} was not applied from these inputs (or its record is gone)"]
+        if seen.get("listing") != live:
+            changed = [line for line in difflib.unified_diff(seen.get("listing", "").splitlines(), live.splitlines(),
+                                                             lineterm="", n=0) if line[:1] in "+-" and line[:3] not in
+                       ("+++", "---")]
+            return [f"nft table {family} {table} changed since it was applied ({len(changed)} lines differ)"]
+        return []
+
+    def delete(self, family: str, table: str) -> bool:
+        """Remove the table if it exists (True if it did)."""
+        if self.listing(family, table) is None:
+            return False
         try:
             self.host.run(["nft", "-f", "-"], input=nftables.render_delete(family, table))
         except CommandError:
-            pass
+            return False
+        return True
+
+    def counters(self, family: str, table: str) -> list[Counter]:
+        proc = self.host.run(["nft", "-j", "list", "counters", "table", family, table], check=False)
+        return nftables.parse_counters(proc.stdout) if proc.returncode == 0 else []
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class NftFilter:
+    """The zone filter as nftables table ``ip6 zonectl`` (the default backend)."""
+
+    name = "nftables"
+
+    def __init__(self, nft: Nftables) -> None:
+        self.nft = nft
+
+    def test(self, plan: GatewayPlan) -> None:
+        self.nft.check(plan.nft_filter_text())
+
+    def apply(self, plan: GatewayPlan) -> bool:
+        return self.nft.apply("ip6", nftables.FILTER_TABLE, plan.nft_filter_text())
+
+    def drift(self, plan: GatewayPlan) -> list[str]:
+        return self.nft.drift("ip6", nftables.FILTER_TABLE, plan.nft_filter_text())
+
+    def counters(self) -> list[Counter]:
+        return self.nft.counters("ip6", nftables.FILTER_TABLE)
+
+    def present(self) -> bool:
+        return self.nft.listing("ip6", nftables.FILTER_TABLE) is not None
+
+    def remove(self, plan: GatewayPlan) -> None:
+        self.nft.delete("ip6", nftables.FILTER_TABLE)
+
+
+ZoneFilter = Ip6tables | NftFilter

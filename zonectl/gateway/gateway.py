@@ -1,9 +1,10 @@
 """The egress gateway: make the host match a GatewayPlan, keep Tayga running, report metrics.
 
 Order of an apply, and why:
-1. pre-flight, touching nothing: ip6tables-restore --test, nft -c, and the installed Tayga parses
+1. pre-flight, touching nothing: nft -c (or ip6tables-restore --test), and the installed Tayga parses
    every new tayga.conf. Any refusal -> GatewayError, previous rules and Tayga keep running.
-2. sysctls and the zone filter first, so NAT64 traffic is never forwarded unfiltered;
+2. sysctls and the zone filter first, so NAT64 traffic is never forwarded unfiltered (a filter of the
+   other backend left from an earlier config is removed only once the new one is in place);
 3. TUN devices and Tayga instances (controlled restart only where the config changed);
 4. routes, policy rules and egress addresses (netlink), then the NAT table;
 5. instances, routes and addresses no longer wanted are removed.
@@ -29,12 +30,13 @@ from ..core.zones import ZoneRegistry
 from ..metrics_server import registry_of
 from ..render import nftables
 from ..render.tayga import TaygaVersion
-from . import metrics, netlink
+from . import drift, metrics, netlink
 from .config import GatewayConfig
-from .firewall import Ip6tables, Nftables
+from .firewall import Ip6tables, NftFilter, Nftables, ZoneFilter
 from .host import CommandError, Host, SysctlError
 from .plan import GatewayPlan, build_plan
-from .tayga import Backoff, TaygaError, TaygaProcess, TaygaStatus, detect_version
+from .tayga import Backoff, TaygaProcess, TaygaStatus
+from .tayga_info import TaygaError, detect_version
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,17 @@ class Gateway:
         self.state_dir = Path(cfg.state_dir)
         self.ip6t = Ip6tables(self.host)
         self.nft = Nftables(self.host, self.state_dir)
+        self.filters: dict[str, ZoneFilter] = {"nftables": NftFilter(self.nft), "ip6tables": self.ip6t}
         self.taygas: dict[str, TaygaProcess] = {}
         self.plan: GatewayPlan | None = None
         self.stats = metrics.ApplyStats()
         self._lock = threading.RLock()
         self.registry = registry_of(self._metric_families)  # what /metrics serves (read at scrape time)
+
+    @property
+    def filter(self) -> ZoneFilter:
+        """The zone filter backend the current config selects (``gateway.filter``)."""
+        return self.filters[self.cfg.filter]
 
     # -- desired state ---------------------------------------------------------------------------
     def build(self, nat64: Nat64Prefix | None, registry: ZoneRegistry, ruleset: RuleSet) -> GatewayPlan:
@@ -137,7 +145,9 @@ class Gateway:
         if proc is None or proc.tun != tun:
             backoff = Backoff(self.cfg.restart.initial_delay, self.cfg.restart.max_delay)
             proc = TaygaProcess(self.host, name, self.state_dir / "tayga" / name, tun,
-                                binary=self.cfg.tayga.binary, backoff=backoff)
+                                binary=self.cfg.tayga.binary, backoff=backoff,
+                                probe_interval=self.cfg.restart.probe_interval,
+                                probe_failures=self.cfg.restart.probe_failures)
         return proc
 
     def preflight(self, plan: GatewayPlan) -> None:
@@ -148,7 +158,7 @@ class Gateway:
             raise GatewayError(f"refused, previous state kept: {exc}") from exc
 
     def _preflight(self, plan: GatewayPlan) -> None:
-        self.ip6t.test(plan.ip6tables_text())
+        self.filters[plan.filter_backend].test(plan)
         self.nft.check(plan.nat_text)
         with self.host.iproute() as ip:
             if netlink.link_index(ip, plan.uplink) is None:
@@ -164,7 +174,12 @@ class Gateway:
         # is closed: without forwarding nothing reaches the NAT64 prefix, filtered or not.
         for key, value in plan.sysctls:
             report.add(f"sysctl {key}={value}", self.host.sysctl_set(key, value))
-        report.add("ip6tables zone filter", self.ip6t.apply(plan))
+        zone_filter = self.filters[plan.filter_backend]
+        report.add(f"zone filter ({zone_filter.name})", zone_filter.apply(plan))
+        for other in self.filters.values():  # a backend switch: the old filter goes once the new one is in
+            if other is not zone_filter and other.present():
+                other.remove(plan)
+                report.add(f"zone filter ({other.name}) removed", True)
         for inst in plan.instances:
             old = self.taygas.get(inst.name)
             if tayga and old is not None and old.tun != inst.tun:  # renamed TUN: end the old instance first
@@ -187,6 +202,9 @@ class Gateway:
         report.add("policy rules", netlink.sync_rules(self.host, set(plan.policy_rules)))
         report.add("egress addresses", self._sync_addresses(plan))
         report.add("nftables nat", self.nft.apply("ip", nftables.NAT_TABLE, plan.nat_text))
+        for inst in plan.instances if tayga else ():  # routes are in place now: a probe can reach each Tayga
+            why = self.taygas[inst.name].repair()
+            report.add(f"tayga {inst.name} restarted: {why}", why is not None)
         wanted = {i.name for i in plan.instances}
         for name in sorted(set(self.taygas) - wanted) if tayga else ():
             proc = self.taygas.pop(name)
@@ -213,15 +231,22 @@ class Gateway:
         return changes
 
     # -- observe ---------------------------------------------------------------------------------
+    def drift(self, plan: GatewayPlan | None = None) -> list[str]:
+        """How the host differs from ``plan`` (default: the last one applied); empty when it is the plan."""
+        plan = plan or self.plan
+        if plan is None:
+            return ["nothing applied yet"]
+        return drift.drift(plan, self.host, self.state_dir, self.filters, self.nft)
+
     def status(self) -> GatewayStatus:
-        counters = self.ip6t.counters()
+        counters = self.filter.counters()
         return GatewayStatus(self.version, tuple(p.status() for p in list(self.taygas.values())),
                              metrics.zone_totals(counters), len(self.plan.gateway_rules) if self.plan else 0, self.stats)
 
     def _metric_families(self) -> list[Metric]:
         zones = [z.name for z in self.plan.zones] if self.plan else []
         taygas = list(self.taygas.values())  # a snapshot: the HTTP thread may run during an apply
-        return metrics.families(self.ip6t.counters(), [p.status() for p in taygas], self.stats, zones)
+        return metrics.families(self.filter.counters(), [p.status() for p in taygas], self.stats, zones)
 
     def metrics_text(self) -> str:
         return generate_latest(self.registry).decode()
@@ -237,7 +262,8 @@ class Gateway:
             for proc in self.taygas.values():
                 proc.stop()
             if cleanup and self.plan is not None:
-                self.ip6t.remove(self.plan)
+                for zone_filter in self.filters.values():
+                    zone_filter.remove(self.plan)
                 self.nft.delete("ip", nftables.NAT_TABLE)
                 netlink.sync_routes(self.host, set())
                 netlink.sync_rules(self.host, set())

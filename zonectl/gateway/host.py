@@ -8,8 +8,12 @@ through a Host, so nothing in zonectl.gateway can reach the root namespace by ac
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import os
+import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -32,6 +36,7 @@ class SysctlError(ZonectlError):
 
 
 PROC_SYS = Path("/proc/sys")
+CLONE_NEWNET = 0x40000000
 
 
 def sysctl_path(key: str) -> Path:
@@ -84,6 +89,31 @@ class Host:
             yield sock
         finally:
             sock.close()
+
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket in this host's network namespace. A socket stays in the namespace it was made in, so
+        for a named one a short-lived thread enters the namespace (setns: that thread only) to make it."""
+        if not self.netns:
+            return socket.socket(family, kind, proto)
+        made: list[socket.socket | BaseException] = []
+
+        def make() -> None:
+            try:
+                with open(f"/run/netns/{self.netns}", "rb") as fh:
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    if libc.setns(fh.fileno(), CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns {self.netns}: {os.strerror(err)}")
+                made.append(socket.socket(family, kind, proto))
+            except BaseException as exc:  # handed to the caller's thread
+                made.append(exc)
+
+        thread = threading.Thread(target=make, name=f"netns-{self.netns}")
+        thread.start()
+        thread.join()
+        if isinstance(made[0], BaseException):
+            raise made[0]
+        return made[0]
 
     # sysctls: on the real host through /proc/sys (the gateway image has no procps), in a named
     # namespace through `ip netns exec NS sysctl` (/proc/sys/net shows the namespace of the reader).

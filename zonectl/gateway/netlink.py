@@ -57,14 +57,20 @@ def list_links(host: Host, prefix: str = "") -> list[str]:
     return sorted(n for n in names if n and n.startswith(prefix))
 
 
-def has_carrier(host: Host, name: str) -> bool:
-    """True when some process holds the TUN open (Tayga attached) and the link is up."""
+def link_state(host: Host, name: str) -> tuple[bool, bool] | None:
+    """(administratively up, carrier) of a link, or None if there is no such link. A TUN has carrier
+    while a process holds it open (Tayga attached)."""
     with host.iproute() as ip:
         idx = link_index(ip, name)
         if idx is None:
-            return False
+            return None
         link = ip.get_links(index=idx)[0]
-        return bool(link.get_attr("IFLA_CARRIER")) and bool(link["flags"] & 1)
+        return bool(link["flags"] & 1), bool(link.get_attr("IFLA_CARRIER"))
+
+
+def has_carrier(host: Host, name: str) -> bool:
+    """True when some process holds the TUN open (Tayga attached) and the link is up."""
+    return link_state(host, name) == (True, True)
 
 
 def ensure_address(host: Host, ifname: str, address: str) -> bool:
@@ -108,8 +114,14 @@ def owned_routes(host: Host) -> set[RouteSpec]:
                     continue
                 dst = r.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
                 table = r.get_attr("RTA_TABLE") or r["table"]
-                out.add(RouteSpec(str(ip_network(f"{dst}/{r['dst_len']}")), names.get(r.get_attr("RTA_OIF"), "?"),
-                                  table, r.get_attr("RTA_GATEWAY")))
+                net = str(ip_network(f"{dst}/{r['dst_len']}"))
+                hops = r.get_attr("RTA_MULTIPATH")
+                if hops:
+                    gws = {nh.get_attr("RTA_GATEWAY") for nh in hops}
+                    out.add(RouteSpec(net, "", table, gws.pop() if len(gws) == 1 else "?",
+                                      tuple(sorted(names.get(nh["oif"], "?") for nh in hops))))
+                else:
+                    out.add(RouteSpec(net, names.get(r.get_attr("RTA_OIF"), "?"), table, r.get_attr("RTA_GATEWAY")))
     return out
 
 
@@ -128,14 +140,25 @@ def sync_routes(host: Host, desired: set[RouteSpec]) -> int:
 
 
 def _route(ip, op: str, r: RouteSpec) -> None:
-    idx = link_index(ip, r.dev)
-    if idx is None and op != "del":
-        raise LookupError(f"route {r.dst}: interface {r.dev} does not exist")
-    kwargs = {"dst": r.dst, "table": r.table, "proto": RTPROT_ZONECTL, "family": r.family}
-    if idx is not None:
-        kwargs["oif"] = idx
-    if r.gateway:
-        kwargs["gateway"] = r.gateway
+    kwargs: dict = {"dst": r.dst, "table": r.table, "proto": RTPROT_ZONECTL, "family": r.family}
+    if r.ecmp:
+        hops = []
+        for dev in r.ecmp:
+            idx = link_index(ip, dev)
+            if idx is None and op != "del":
+                raise LookupError(f"route {r.dst}: interface {dev} does not exist")
+            if idx is not None:
+                hops.append({"oif": idx, "gateway": r.gateway})
+        if op != "del":
+            kwargs["multipath"] = hops
+    else:
+        idx = link_index(ip, r.dev)
+        if idx is None and op != "del":
+            raise LookupError(f"route {r.dst}: interface {r.dev} does not exist")
+        if idx is not None:
+            kwargs["oif"] = idx
+        if r.gateway:
+            kwargs["gateway"] = r.gateway
     try:
         ip.route(op, **kwargs)
     except Exception as exc:

@@ -5,9 +5,16 @@ directive the installed version rejects, overlapping zone pools) is found here, 
 the host is touched, so a bad config or policy leaves the previous rules and Tayga running.
 
 Per-zone IPv4 egress: a zone with ``egress.pool`` gets its own Tayga instance (own TUN, pool,
-data-dir); packets from the zone's mask to the NAT64 prefix are marked in mangle PREROUTING, a
-policy rule sends the mark to a table whose NAT64 route points at that TUN, and the pool is SNATed to
-the zone's egress address. Return traffic finds its way back by the (disjoint) pool address alone.
+data-dir); packets from the zone's mask to the NAT64 prefix are marked in PREROUTING, a policy
+rule sends the mark to a table whose NAT64 route points at that TUN, and the pool is SNATed to the
+zone's egress address. Return traffic finds its way back by the (disjoint) pool address alone.
+
+Beyond one core: Tayga translates in one thread, so the shared pool (``tayga.instances``) and each
+zone's pool (``tayga.zoneInstances``) may be served by several Tayga processes, each with its own
+slice of the pool and its own TUN, behind one ECMP route of the NAT64 prefix. The kernel hashes each
+packet onto one of them (``tayga.hash``: by source address, so a pod keeps one instance and one pool
+address, or by flow); replies find their slice by address. The NAT is per pool, not per slice, so a
+zone still leaves from its one egress address whatever instance translated it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,16 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv6.conf.all.forwarding", "1"),
 )
+# How the kernel spreads the NAT64 prefix over several Tayga instances (IPv6 multipath hash, per netns):
+# policy 3 hashes the fields listed: 1 (0x01) the source address only; 55 (0x37) source and destination
+# address, protocol, ports. Not policy 1 (L4): it reuses a hash the packet already carries, which for a
+# packet from a local socket (or through a veth) is the socket's, and TCP draws a new one on a
+# retransmission timeout: the flow would move to another instance, another IPv4 source, and be reset.
+HASH_SYSCTLS = {
+    "source": (("net.ipv6.fib_multipath_hash_policy", "3"), ("net.ipv6.fib_multipath_hash_fields", "1")),
+    "flow": (("net.ipv6.fib_multipath_hash_policy", "3"), ("net.ipv6.fib_multipath_hash_fields", "55")),
+}
+ECMP_VIA = "fe80::64"  # IPv6 multipath needs a gateway per next hop; a TUN has no neighbours, any will do
 
 
 @dataclass(frozen=True, order=True)
@@ -38,13 +55,25 @@ class RouteSpec:
     """A route zonectl owns: destination via a device (optionally a gateway) in a table."""
 
     dst: str
-    dev: str
+    dev: str  # "" for an ECMP route
     table: int = MAIN_TABLE
     gateway: str | None = None
+    ecmp: tuple[str, ...] = ()  # devices of an ECMP route, sorted (each "via ECMP_VIA dev D")
 
     @property
     def family(self) -> int:
         return socket.AF_INET6 if ":" in self.dst else socket.AF_INET
+
+    def describe(self) -> str:
+        where = f"dev {self.dev}" if not self.ecmp else f"ECMP over {', '.join(self.ecmp)}"
+        return f"{self.dst} {where}" + (f" table {self.table}" if self.table != MAIN_TABLE else "")
+
+
+def prefix_route(dst: str, tuns: list[str], table: int = MAIN_TABLE) -> RouteSpec:
+    """A route over one TUN, or an ECMP route over several."""
+    if len(tuns) == 1:
+        return RouteSpec(dst, tuns[0], table)
+    return RouteSpec(dst, "", table, ECMP_VIA, tuple(sorted(tuns)))
 
 
 @dataclass(frozen=True, order=True)
@@ -90,6 +119,7 @@ class GatewayPlan:
     sysctls: tuple[tuple[str, str], ...] = SYSCTLS
     rule_ids: frozenset[str] = field(default_factory=frozenset)
     ingress: tuple[AddrMatch, ...] = ()  # IPv6 side of static maps: their replies are accepted
+    filter_backend: str = "nftables"  # gateway.filter: which backend enforces the zone filter
 
     def ip6tables_text(self, jumps: tuple[str, ...] = ("FORWARD", "PREROUTING"), stale_chains: tuple[str, ...] = ()) -> str:
         return ip6tables.render_restore(self.gateway_rules, self.nat64, self.zones, self.marks, jumps=jumps,
@@ -101,6 +131,10 @@ class GatewayPlan:
 
     def nft_filter_text(self) -> str:
         return nftables.render_filter(self.gateway_rules, self.nat64, self.zones, self.marks, ingress=self.ingress)
+
+    def filter_text(self) -> str:
+        """The zone filter as the configured backend loads it (``nft -f`` or ``ip6tables-restore``)."""
+        return self.nft_filter_text() if self.filter_backend == "nftables" else self.ip6tables_text()
 
     def instance(self, name: str) -> TaygaInstance:
         return next(i for i in self.instances if i.name == name)
@@ -152,30 +186,57 @@ def build_plan(
             return
         instances.append(TaygaInstance(name, tun, pool, conf, text, zone, snat, mark, table))
 
-    shared_v4 = cfg.tayga.ipv4_address or default_ipv4_addr(cfg.tayga.pool)
-    add_instance("shared", cfg.tayga.tun, cfg.tayga.pool, shared_v4, None, None, None, None, cfg.static_maps)
-    routes.add(RouteSpec(str(nat64.network), cfg.tayga.tun))
-    routes.add(RouteSpec(str(cfg.tayga.pool), cfg.tayga.tun))
-    for m in cfg.static_maps:  # IPv4 clients reach mapped services through the shared Tayga
+    def add_group(name: str, tun: str, pool: IPv4Network, n: int, zone: str | None, snat: IPv4Address | None,
+                  mark: int | None, table: int | None, maps=(), first_v4: IPv4Address | None = None) -> list[str]:
+        """``n`` instances sharing ``pool`` (a slice each); returns their TUNs."""
+        slices = _slices(pool, n, "gateway.tayga.zoneInstances" if zone else "gateway.tayga.instances", errs)
+        tuns: list[str] = []
+        for i, part in enumerate(slices):
+            iname, itun = (name, tun) if i == 0 else (f"{name}.{i:x}", f"{tun}.{i:x}")
+            if len(itun) > 15:
+                errs.add("gateway.tayga.tun", f"{itun!r} (instance {iname}) is longer than the kernel's 15 characters; "
+                                              "use a shorter gateway.tayga.tun")
+                continue
+            v4 = first_v4 if i == 0 and first_v4 is not None else default_ipv4_addr(part)
+            add_instance(iname, itun, part, v4, zone, snat, mark, table, maps)
+            routes.add(RouteSpec(str(part), itun))
+            tuns.append(itun)
+        return tuns
+
+    if cfg.tayga.ipv4_address is not None and cfg.tayga.instances > 1:
+        first = next(iter(_slices(cfg.tayga.pool, cfg.tayga.instances, "gateway.tayga.instances", Collector())), None)
+        if first is not None and cfg.tayga.ipv4_address not in first:
+            errs.add("gateway.tayga.ipv4Address", f"{cfg.tayga.ipv4_address} is outside the first instance's slice {first}")
+    # every shared instance holds the static maps: a mapped service's replies may hash onto any of them
+    shared = add_group("shared", cfg.tayga.tun, cfg.tayga.pool, cfg.tayga.instances, None, None, None, None,
+                       cfg.static_maps, cfg.tayga.ipv4_address)
+    if shared:
+        routes.add(prefix_route(str(nat64.network), shared))
+    for m in cfg.static_maps:  # IPv4 clients reach mapped services through the (first) shared Tayga
         if m.ipv4 not in cfg.tayga.pool:
             routes.add(RouteSpec(f"{m.ipv4}/32", cfg.tayga.tun))
 
     own = [z for z in registry if z.egress is not None]
     for index, zone in enumerate(own):
         assert zone.egress is not None
-        tun = f"{cfg.tayga.tun}-{zone.id:x}"
+        if zone.name == "shared":
+            errs.add(f"zones.{zone.name}", "a zone named 'shared' cannot have an egress pool of its own (the shared "
+                                           "instance has that name)")
+            continue
         mark = cfg.marks.value(index)
         table = cfg.routing.table_base + index
-        add_instance(zone.name, tun, zone.egress.pool, default_ipv4_addr(zone.egress.pool), zone.name,
-                     zone.egress.address, mark, table)
-        routes.add(RouteSpec(str(nat64.network), tun, table))
-        routes.add(RouteSpec(str(zone.egress.pool), tun))
+        tuns = add_group(zone.name, f"{cfg.tayga.tun}-{zone.id:x}", zone.egress.pool, cfg.tayga.zone_instances,
+                         zone.name, zone.egress.address, mark, table)
+        if tuns:
+            routes.add(prefix_route(str(nat64.network), tuns, table))
         prules.add(RuleSpec(cfg.routing.rule_priority + index, mark, cfg.marks.mask, table))
         marks.append(ip6tables.ZoneMark(zone.name, registry.layout.zone_match(zone.id), mark, cfg.marks.mask))
         addresses.append(f"{zone.egress.address}/32")
     errs.raise_if_any("gateway")
 
-    pools = [nftables.NatPool(i.name, i.pool, i.snat_to) for i in instances]
+    pools = [nftables.NatPool("shared", cfg.tayga.pool)]
+    pools += [nftables.NatPool(z.name, z.egress.pool, z.egress.address) for z in own if z.egress is not None]
+    multipath = any(r.ecmp for r in routes)
     zones = tuple(ip6tables.ZoneMatch(z.name, registry.layout.zone_match(z.id)) for z in registry)
     return GatewayPlan(
         nat64=nat64.match(),
@@ -190,4 +251,17 @@ def build_plan(
         uplink_addresses=tuple(addresses),
         rule_ids=frozenset(r.id for r in gw_rules),
         ingress=tuple(AddrMatch(int(m.ipv6), (1 << 128) - 1) for m in sorted(cfg.static_maps, key=lambda m: int(m.ipv6))),
+        filter_backend=cfg.filter,
+        sysctls=SYSCTLS + (HASH_SYSCTLS[cfg.tayga.hash] if multipath else ()),
     )
+
+
+def _slices(pool: IPv4Network, n: int, where: str, errs: Collector) -> list[IPv4Network]:
+    """``n`` equal, disjoint slices of ``pool`` (the next power of two of them; the rest stay unused)."""
+    if n == 1:
+        return [pool]
+    bits = (n - 1).bit_length()
+    if pool.prefixlen + bits > 30:
+        errs.add(where, f"{n} instances need slices of {pool} of at least a /30 each; use a larger pool or fewer instances")
+        return []
+    return list(pool.subnets(prefixlen_diff=bits))[:n]

@@ -1,4 +1,4 @@
-"""Running Tayga: which version is installed, a supervised process per instance, its dynamic.map.
+"""Running Tayga: a supervised process per instance, restarted when it dies or stops translating.
 
 Why supervise here rather than leave it to systemd: the gateway must restart Tayga on a config
 change in a controlled way (check the new file with the real binary first, keep the old process if
@@ -9,99 +9,32 @@ The TUN device is created persistent by the gateway (netlink), so addresses and 
 every Tayga restart; Tayga attaches to it and the link gains carrier, which is how readiness is seen.
 Tayga writes dynamic.map on SIGTERM and every 45 s, so a controlled restart keeps every mapping and
 a crash loses at most the newest ones (Tayga re-derives most from the same hash of the address).
+A Tayga that still runs but no longer translates (stopped, hung) is found by a liveness probe through
+its TUN (``liveness``) and restarted too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import secrets
-import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address
 from pathlib import Path
 
-from ..core.errors import ZonectlError
 from ..procs import WaitTimeout, cmdline, kill_pid, wait_until
-from ..render.tayga import DEBIAN_12, TaygaVersion
 from .host import Host
-from . import netlink
+from . import liveness, netlink
+from .tayga_info import TaygaError, active_mappings, read_dynamic_map
 
 log = logging.getLogger(__name__)
-
-MIN_LEASE_S = 7200 + 4 * 60  # Tayga keeps a dynamic mapping usable this long after its last packet
-
-
-class TaygaError(ZonectlError):
-    """Tayga refused a config or would not start; the message carries Tayga's own words."""
-
-
-# --- version -------------------------------------------------------------------------------------
-
-_HELP_RE = re.compile(r"TAYGA version (\d+\.\d+(?:\.\d+)?)")
-_BIN_RE = re.compile(rb"(?:starting TAYGA |TAYGA version )(\d+\.\d+\.\d+)")
-_BIN_VERSION_RE = re.compile(rb"\x00(0\.9\.\d+)(?:-[0-9A-Za-z.~+-]+)?\x00")
-
-
-def detect_version(binary: str = "tayga", host: Host | None = None) -> TaygaVersion:
-    """The installed Tayga's version: ``--help`` names it from 0.9.4 on; 0.9.2 only has it in its binary."""
-    host = host or Host()
-    proc = host.run([binary, "--help"], check=False, timeout=10)
-    m = _HELP_RE.search(proc.stdout + proc.stderr)
-    if m:
-        return TaygaVersion.parse(m[1])
-    path = shutil.which(binary)
-    if path is None:
-        raise TaygaError(f"{binary}: not found (install the tayga package)")
-    data = Path(path).read_bytes()
-    m2 = _BIN_RE.search(data) or _BIN_VERSION_RE.search(data)
-    if m2:
-        return TaygaVersion.parse(m2[1].decode())
-    log.warning("cannot tell the version of %s; assuming %s (the oldest supported)", path, DEBIAN_12)
-    return DEBIAN_12
-
-
-# --- dynamic.map ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DynamicMapping:
-    ipv4: IPv4Address
-    ipv6: IPv6Address
-    last_use: int  # unix time of the last translated packet (as of Tayga's last write)
-
-
-def parse_dynamic_map(text: str) -> list[DynamicMapping]:
-    """Entries of a dynamic.map (``IPv4<TAB>IPv6<TAB>last-use``); comments and malformed lines skipped."""
-    out: list[DynamicMapping] = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) != 3 or words[0].startswith("#"):
-            continue
-        try:
-            out.append(DynamicMapping(IPv4Address(words[0]), IPv6Address(words[1]), int(words[2])))
-        except ValueError:
-            continue
-    return out
-
-
-def read_dynamic_map(data_dir: Path) -> list[DynamicMapping]:
-    try:
-        return parse_dynamic_map((data_dir / "dynamic.map").read_text())
-    except FileNotFoundError:
-        return []
-
-
-def active_mappings(entries: list[DynamicMapping], now: float | None = None) -> int:
-    """Mappings still inside Tayga's guaranteed lease (the rest are dormant and may be reused)."""
-    now = time.time() if now is None else now
-    return sum(1 for e in entries if now - e.last_use <= MIN_LEASE_S)
-
 
 # --- supervision ---------------------------------------------------------------------------------
 
@@ -134,6 +67,7 @@ class TaygaStatus:
     active_mappings: int
     last_exit: int | None
     last_error: str
+    last_restart: str = ""  # why it was last restarted (died, or stopped answering), kept after it came back
 
 
 class TaygaProcess:
@@ -149,6 +83,8 @@ class TaygaProcess:
         binary: str = "tayga",
         backoff: Backoff | None = None,
         ready_timeout: float = 5.0,
+        probe_interval: float = 5.0,
+        probe_failures: int = 3,
     ) -> None:
         self.host = host
         self.name = name
@@ -157,6 +93,11 @@ class TaygaProcess:
         self.binary = binary
         self.backoff = backoff or Backoff()
         self.ready_timeout = ready_timeout
+        self.probe_interval = probe_interval
+        self.probe_failures = probe_failures
+        self.answering = True  # the last liveness probe's outcome (see ``liveness``)
+        self._missed = 0
+        self._probed_at = 0.0
         self.conf_path = self.workdir / "tayga.conf"
         self.log_path = self.workdir / "tayga.log"
         self.pid_path = self.workdir / "tayga.pid"
@@ -164,6 +105,7 @@ class TaygaProcess:
         self.restarts = 0
         self.last_exit: int | None = None
         self.last_error = ""
+        self.last_restart = ""
         self._proc: subprocess.Popen | None = None
         self._started_at = 0.0
         self._lock = threading.RLock()
@@ -177,6 +119,17 @@ class TaygaProcess:
     def pid(self) -> int | None:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def ipv4(self) -> IPv4Address | None:
+        """Tayga's own IPv4 address (``ipv4-addr``): where the liveness probe is sent."""
+        m = re.search(r"^ipv4-addr\s+(\S+)", self.conf_text or "", re.M)
+        return IPv4Address(m[1]) if m else None
+
+    def probe(self, tries: int = 1) -> bool | None:
+        """Does this Tayga answer through its TUN? None when it cannot be asked (no address, no route)."""
+        addr = self.ipv4
+        return None if addr is None else liveness.answers(self.host, addr, min(1.0, self.probe_interval), tries, self.tun)
 
     @property
     def data_dir(self) -> Path | None:
@@ -251,17 +204,38 @@ class TaygaProcess:
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
 
+    def repair(self) -> str | None:
+        """Restart a Tayga that runs but does not translate (stopped, hung, or its TUN device was replaced
+        under it); returns why, or None when it is fine (a dead one is the monitor's to restart)."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return None
+            if not netlink.has_carrier(self.host, self.tun):
+                why = f"Tayga {self.name} is not attached to {self.tun} (the device was re-created)"
+            elif self.probe(tries=2) is False:
+                why = f"Tayga {self.name} does not answer through {self.tun} (stopped or hung)"
+            else:
+                return None
+            log.warning("%s: restarting it", why)
+            self._kill_now(proc)
+            self.restarts += 1
+            self.last_restart = why
+            self._spawn_ready()
+            return why
+
     def status(self) -> TaygaStatus:
         entries = read_dynamic_map(self.data_dir) if self.data_dir else []
         return TaygaStatus(
             name=self.name,
-            up=self.pid is not None and netlink.has_carrier(self.host, self.tun),
+            up=self.pid is not None and self.answering and netlink.has_carrier(self.host, self.tun),
             pid=self.pid,
             restarts=self.restarts,
             dynamic_mappings=len(entries),
             active_mappings=active_mappings(entries),
             last_exit=self.last_exit,
             last_error=self.last_error,
+            last_restart=self.last_restart,
         )
 
     def wait_up(self, timeout: float = 10.0) -> bool:
@@ -295,6 +269,7 @@ class TaygaProcess:
             logf.close()
         self._proc = proc
         self._started_at = time.monotonic()
+        self._probed_at, self._missed, self.answering = self._started_at, 0, True
 
         def attached() -> bool:
             rc = proc.poll()
@@ -335,6 +310,34 @@ class TaygaProcess:
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
 
+    def _kill_now(self, proc: subprocess.Popen) -> None:
+        """SIGKILL: a stopped or hung Tayga never acts on SIGTERM (it would not write dynamic.map anyway)."""
+        self._proc = None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def _check_alive(self, proc: subprocess.Popen) -> None:
+        """Every ``probe_interval`` seconds ask Tayga; after ``probe_failures`` unanswered probes in a row,
+        kill it: the monitor then restarts it as it restarts one that died."""
+        now = time.monotonic()
+        if now - self._probed_at < self.probe_interval:
+            return
+        self._probed_at = now
+        ok = self.probe()
+        if ok is None:
+            return  # nothing to ask through (a route is missing: drift reports it, an apply repairs it)
+        self.answering = ok
+        self._missed = 0 if ok else self._missed + 1
+        if self._missed >= self.probe_failures:
+            with self._lock:
+                if proc is self._proc:
+                    why = f"did not answer {self._missed} liveness probes through {self.tun} (stopped or hung)"
+                    log.warning("Tayga %s %s: killing it", self.name, why)
+                    self.last_restart = why
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)
+
     def _stop_proc(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
@@ -354,6 +357,7 @@ class TaygaProcess:
                 try:
                     rc = proc.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
+                    self._check_alive(proc)
                     continue
                 with self._lock:
                     if proc is not self._proc or self._closing.is_set():
@@ -361,6 +365,8 @@ class TaygaProcess:
                     self._proc = None
                     self.last_exit = rc
                     self.last_error = self._log_tail()
+                    if self._missed < self.probe_failures:
+                        self.last_restart = f"exited with {rc}: {self.last_error}"
                     uptime = time.monotonic() - self._started_at
                 delay = self.backoff.delay(uptime)
                 log.warning("Tayga %s died (exit %s) after %.1fs; restarting in %.1fs", self.name, rc, uptime, delay)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
+
+NETNS_ETC = Path("/etc/netns")  # ip netns exec bind-mounts /etc/netns/NAME/* over /etc/* for its processes
 
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -62,10 +66,17 @@ class Netns:
     def sysctl(self, key: str, value: str) -> None:
         self.run(["sysctl", "-qw", f"{key}={value}"])
 
+    def resolv_conf(self, nameservers: Sequence[str]) -> None:
+        """The resolver processes of this namespace use (through ``ip netns exec``), as a pod's is its own."""
+        etc = NETNS_ETC / self.name
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("".join(f"nameserver {ns}\n" for ns in nameservers) + "options timeout:1\n")
+
     def close(self) -> None:
         if self._open:
             kill_netns_pids(self.name)
             run(["ip", "netns", "delete", self.name], check=False)
+            remove_etc(self.name)
             self._open = False
 
     def __enter__(self) -> "Netns":
@@ -80,6 +91,12 @@ def kill_netns_pids(name: str) -> None:
     proc = run(["ip", "netns", "pids", name], check=False)
     for pid in proc.stdout.split():
         run(["kill", "-TERM", pid], check=False)
+
+
+def remove_etc(name: str) -> None:
+    """Remove /etc/netns/NAME (our namespace's resolv.conf), if there is one."""
+    if name and "/" not in name and (NETNS_ETC / name).is_dir():
+        shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
 
 
 def veth(a: str, b: str, ns_a: Netns | None = None, ns_b: Netns | None = None, *, mac_b: str | None = None) -> None:
@@ -116,5 +133,7 @@ def netfilter_state(ns: Netns | str) -> str:
     for cmd in (["ip6tables-save"], ["iptables-save"], ["nft", "-s", "list", "ruleset"]):
         out = run(["ip", "netns", "exec", name, *cmd]).stdout
         lines = [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in out.splitlines() if not line.startswith("#")]
+        if cmd[0] == "nft":  # a table replaced in one transaction is listed last: the order carries no meaning
+            lines = sorted(t.strip("\n") for t in re.split(r"(?m)^(?=table )", "\n".join(lines)) if t.strip())
         parts.append(f"== {' '.join(cmd)}\n" + "\n".join(lines))
     return "\n".join(parts) + "\n"

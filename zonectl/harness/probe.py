@@ -13,6 +13,11 @@ through NAT64 shows the IPv4 source the far side saw (what the masquerade or the
     probe.py ping HOST [--timeout S] [--tries N]           # ICMP(v6) echo; prints the replier
     probe.py batch < probes.json                           # many probes at once, results as JSON
     probe.py get URL                                       # an HTTP GET, body to stdout
+    probe.py dns NAME TYPE --server ADDR                   # one DNS query, the answer as JSON
+
+HOST may be a name: it is resolved first with the system resolver (an IPv6 address wanted, as a pod in
+an IPv6-only cluster asks; ``ip netns exec`` gives the namespace /etc/netns/NS/resolv.conf), and the
+probe result says what it resolved to.
 
 One probe exits 0 when answered (the answer is printed), 2 when not (timeout, refused, unreachable).
 ``--tries`` sends that many attempts, evenly spread over ``--timeout`` (defaults: 1 for TCP, 3 for UDP
@@ -208,21 +213,93 @@ def probe_ping(host: str, timeout: float, tries: int = 3) -> str | None:
     return None
 
 
+def resolve(host: str) -> str | None:
+    """An IP literal as it is; a name through the system resolver, IPv6 wanted (None: no such address)."""
+    try:
+        socket.inet_pton(_family(host), host)
+        return host
+    except OSError:
+        pass
+    try:
+        return str(socket.getaddrinfo(host, None, socket.AF_INET6, socket.SOCK_STREAM)[0][4][0])
+    except (OSError, IndexError):
+        return None
+
+
 def run_probe(p: dict[str, Any]) -> dict[str, Any]:
     start = time.monotonic()
     timeout = float(p.get("timeout", 1.0))
     proto = p["proto"]
     tries = p.get("tries")
-    if proto in ("tcp", "connect"):
-        answer = probe_tcp(p["host"], int(p["port"]), timeout, int(tries or 1), answer=proto == "tcp")
+    host = resolve(p["host"])
+    if host is None:
+        answer = None
+    elif proto in ("tcp", "connect"):
+        answer = probe_tcp(host, int(p["port"]), timeout, int(tries or 1), answer=proto == "tcp")
     elif proto == "udp":
-        answer = probe_udp(p["host"], int(p["port"]), timeout, int(tries or 3))
+        answer = probe_udp(host, int(p["port"]), timeout, int(tries or 3))
     elif proto == "ping":
-        answer = probe_ping(p["host"], timeout, int(tries or 3))
+        answer = probe_ping(host, timeout, int(tries or 3))
     else:
         raise ValueError(f"unknown probe protocol {proto!r}")
-    return {"id": p.get("id"), "ok": answer is not None, "answer": answer,
-            "ms": round((time.monotonic() - start) * 1000, 1)}
+    out = {"id": p.get("id"), "ok": answer is not None, "answer": answer, "ms": round((time.monotonic() - start) * 1000, 1)}
+    if host != p["host"]:
+        out["resolved"] = host
+    return out
+
+
+# --- DNS ------------------------------------------------------------------------------------------
+
+RTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "AAAA": 28}
+
+
+def _dns_name(data: bytes, pos: int) -> tuple[str, int]:
+    """A (possibly compressed) name at ``pos``: the name and the position after it."""
+    labels: list[str] = []
+    end = None
+    for _ in range(128):  # a bound on pointer chains
+        length = data[pos]
+        if length >= 0xC0:
+            end = pos + 2 if end is None else end
+            pos = (length & 0x3F) << 8 | data[pos + 1]
+            continue
+        if length == 0:
+            return ".".join(labels) + ".", (pos + 1 if end is None else end)
+        labels.append(data[pos + 1:pos + 1 + length].decode("ascii", "replace"))
+        pos += 1 + length
+    raise ValueError("DNS name pointer loop")
+
+
+def dns_query(name: str, rtype: str, server: str, port: int = 53, timeout: float = 2.0, tries: int = 3) -> dict | None:
+    """One query over UDP: {"rcode": 0 (NOERROR) / 3 (NXDOMAIN) / ..., "answers": [[type, data], ...]}."""
+    ident = os.getpid() & 0xFFFF
+    question = b"".join(bytes([len(lb)]) + lb.encode() for lb in name.rstrip(".").split(".") if lb) + b"\0"
+    packet = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", RTYPES[rtype], 1)
+    names = {v: k for k, v in RTYPES.items()}
+    with socket.socket(_family(server), socket.SOCK_DGRAM) as s:
+        for end in _slices(timeout, tries):
+            s.sendto(packet, (server, port))
+            while _readable(s, end):
+                data, _ = s.recvfrom(4096)
+                rid, flags, qd, an, _, _ = struct.unpack("!HHHHHH", data[:12])
+                if rid != ident:
+                    continue
+                pos = 12
+                for _ in range(qd):
+                    pos = _dns_name(data, pos)[1] + 4
+                answers = []
+                for _ in range(an):
+                    pos = _dns_name(data, pos)[1]
+                    atype, _, _, length = struct.unpack("!HHIH", data[pos:pos + 10])
+                    rdata = data[pos + 10:pos + 10 + length]
+                    if atype in (1, 28):
+                        answers.append([names[atype], socket.inet_ntop(socket.AF_INET if atype == 1 else socket.AF_INET6,
+                                                                        rdata)])
+                    elif atype == 5:
+                        answers.append(["CNAME", _dns_name(data, pos + 10)[0]])
+                    pos += 10 + length
+                return {"rcode": flags & 0xF, "answers": answers}
+    return None
 
 
 def probe_batch(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -265,12 +342,24 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("batch")
     g = sub.add_parser("get")
     g.add_argument("url")
+    d = sub.add_parser("dns")
+    d.add_argument("name")
+    d.add_argument("type", choices=sorted(RTYPES))
+    d.add_argument("--server", required=True)
+    d.add_argument("--port", type=int, default=53)
+    d.add_argument("--timeout", type=float, default=2.0)
     args = ap.parse_args(argv)
     if args.cmd == "serve":
         serve([b for b in args.bind.split(",") if b], _ports(args.tcp), _ports(args.udp), args.pidfile)
         return 0
     if args.cmd == "batch":
         json.dump(probe_batch(json.load(sys.stdin)), sys.stdout)
+        return 0
+    if args.cmd == "dns":
+        reply = dns_query(args.name, args.type, args.server, args.port, args.timeout)
+        if reply is None:
+            return 2
+        json.dump(reply, sys.stdout)
         return 0
     if args.cmd == "get":  # e.g. the gateway's /metrics, from inside its namespace
         import urllib.request

@@ -102,6 +102,9 @@ def build_uplink(state: LabState, topo: Topology, cluster: str) -> None:
     gw_ns.run(["ip", "-6", "route", "add", cluster, "via", str(gw.router_address), "dev", "eth0"])
     inet_ns.run(["ip", "addr", "add", f"{inet.address}/{plen}", "dev", "eth0"])
     inet_ns.run(["ip", "addr", "add", f"{inet.site2}/32", "dev", "lo"])
+    inet_ns.run(["ip", "addr", "add", f"{inet.dns}/32", "dev", "lo"])
+    for v4, _ in inet.maps:  # the upstream network routes each published address to the gateway
+        inet_ns.run(["ip", "route", "add", f"{v4}/32", "via", str(gw.uplink_v4)])
 
 
 # --- servers --------------------------------------------------------------------------------------

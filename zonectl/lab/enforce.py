@@ -20,11 +20,10 @@ import zonectl
 
 from ..harness import probe
 from ..gateway.daemon import DaemonError, read_result, wait_result
-from ..gateway.firewall import Ip6tables, expected_lines
 from ..gateway.status import RESULT_FILE
 from ..gateway.gateway import Gateway
 from ..gateway.host import Host
-from ..gateway.tayga import detect_version
+from ..gateway.tayga_info import detect_version
 from ..harness.netns import kill_netns_pids
 from ..ovn.connection import connect
 from ..ovn.sync import SyncMode, SyncReport, SyncSettings, sync
@@ -32,6 +31,7 @@ from . import gwd
 from .inputs import Compiled
 from ..procs import WaitTimeout, alive, cmdline, wait_until
 from .state import LabError, LabState, ProcessRecord
+from .topology import Topology
 
 PACKAGE_ROOT = Path(zonectl.__file__).resolve().parents[1]
 GWD_PROGRAM = "zonectl.lab.gwd"  # what the daemon's command line contains (checked before signalling it)
@@ -45,19 +45,23 @@ class Drift:
 
     ovn: list[str] = field(default_factory=list)
     gateway: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
-        return bool(self.ovn or self.gateway)
+        return bool(self.ovn or self.gateway or self.dns)
 
     def lines(self) -> list[str]:
         if not self.any:
-            return ["in sync: OVN ACLs and the gateway chain are what the policies compile to"]
+            return ["in sync: OVN ACLs, the gateway (filter, NAT, Tayga, routes, sysctls) and DNS are what the "
+                    "policies and the config make"]
         out: list[str] = []
         if self.ovn:
             out += ["OVN NB drift (owned ACL rows vs compiled rules):", *(f"  {x}" for x in self.ovn)]
         if self.gateway:
-            out += ["gateway drift (live rules vs plan):", *(f"  {x}" for x in self.gateway)]
+            out += ["gateway drift (live state vs plan):", *(f"  {x}" for x in self.gateway)]
+        if self.dns:
+            out += ["dns:", *(f"  {x}" for x in self.dns)]
         out.append("repair with `zonectl lab sync` (or `zonectl lab test --repair`)")
         return out
 
@@ -140,28 +144,12 @@ def _wait_apply(state: LabState, seq: int, proc: subprocess.Popen | None, timeou
         raise LabError(f"{exc}; see {state.state_dir / 'logs' / 'gateway.log'}") from None
 
 
-def gateway_drift(compiled: Compiled, state_dir: Path, netns: str) -> list[str]:
-    """Live ip6tables zone filter in the gateway namespace vs what the plan renders (jumps included)."""
-    cfg = gwd.gateway_config(compiled, state_dir)
-    host = Host(netns)
-    plan = Gateway(cfg, host, version=cfg.tayga.version or detect_version(cfg.tayga.binary, host)).build(
-        compiled.config.nat64, compiled.registry, compiled.ruleset)
-    ip6t = Ip6tables(host)
-    out: list[str] = []
-    want = expected_lines(plan.ip6tables_text())  # with the jumps from the built-in chains
-    live = ip6t.live()
-    for chain in sorted(set(want) | set(live)):
-        missing = [x for x in want.get(chain, []) if x not in live.get(chain, [])]
-        extra = [x for x in live.get(chain, []) if x not in want.get(chain, [])]
-        if missing and chain in ("FORWARD", "PREROUTING"):
-            out.append(f"chain {chain}: the jump to zonectl's chain is missing")
-        elif missing:
-            out.append(f"chain {chain}: {len(missing)} of {len(want.get(chain, []))} rules missing")
-        if extra:
-            out.append(f"chain {chain}: {len(extra)} rules not in the plan")
-        if not missing and not extra and want.get(chain) != live.get(chain):
-            out.append(f"chain {chain}: rules out of order")
-    return out
+def gateway_drift(compiled: Compiled, state_dir: Path, topo: Topology) -> list[str]:
+    """Everything the gateway owns in its namespace vs the plan the inputs make (``Gateway.drift``)."""
+    cfg = gwd.gateway_config(compiled, state_dir, topo)
+    host = Host(topo.gateway.netns)
+    gw = Gateway(cfg, host, version=cfg.tayga.version or detect_version(cfg.tayga.binary, host))
+    return gw.drift(gw.build(compiled.config.nat64, compiled.registry, compiled.ruleset))
 
 
 def gateway_metrics(netns: str) -> str:

@@ -36,6 +36,7 @@ from ..inputs import read_published, signature
 from ..operator.publish import FilePublisher
 from .inputs import Compiled, Inputs, compile_inputs
 from .state import LabState
+from .topology import Topology
 
 UPLINK = "uplink"
 METRICS_LISTEN = "127.0.0.1:9464"  # inside the gateway namespace: reachable only from there
@@ -44,10 +45,13 @@ PUBLISHED_FILE = "gateway.json"  # the controller's published inputs (ConfigMap 
 log = logging.getLogger("zonectl.lab.gwd")
 
 
-def gateway_config(compiled: Compiled, state_dir: Path) -> GatewayConfig:
-    """The config's ``gateway`` section with what the lab decides: its uplink, state dir and metrics address."""
+def gateway_config(compiled: Compiled, state_dir: Path, topo: Topology) -> GatewayConfig:
+    """The config's ``gateway`` section with what the lab decides: its uplink, state dir, metrics address and
+    the static maps that publish one pod of each zone to the IPv4 internet."""
     section: dict[str, Any] = dict(compiled.config.section("gateway"))
     section.update({"uplink": UPLINK, "stateDir": str(state_dir / "gateway"), "metrics": {"listen": METRICS_LISTEN}})
+    section["staticMaps"] = [*section.get("staticMaps", []),
+                             *({"ipv4": str(v4), "ipv6": str(topo.pod(pod).address)} for v4, pod in topo.internet.maps)]
     return parse_gateway(section)
 
 
@@ -56,12 +60,12 @@ def published_file(state_dir: Path) -> Path:
     return state_dir / "gateway" / PUBLISHED_FILE
 
 
-def load(inputs: Inputs, state_dir: Path, *, publish: bool = True) -> daemon.Inputs:
+def load(inputs: Inputs, state_dir: Path, topo: Topology, *, publish: bool = True) -> daemon.Inputs:
     """Compile the lab's inputs and read the controller's published document, as the gateway DaemonSet
     receives it: the file the ConfigMap mounts, the gateway's one loader. ``publish``: the lab writes the
     document itself with the controller's writer (a lab without Kubernetes; with it, the controller does)."""
     current = compile_inputs(inputs)
-    cfg = gateway_config(current, state_dir)
+    cfg = gateway_config(current, state_dir, topo)
     path = published_file(state_dir)
     if publish:
         FilePublisher(path).publish(published.render(published.document(current.ruleset, current.registry)))
@@ -74,8 +78,9 @@ def serve(state_dir: Path) -> int:
     if state is None:
         raise ZonectlError(f"no lab ledger in {state_dir}")
     inputs = Inputs.from_dict(state.inputs)
+    topo = Topology.from_dict(state.topology)
     if not state.kube:  # `lab sync` sends SIGHUP
-        return daemon.serve(load(inputs, state_dir), lambda: load(inputs, state_dir), interval=3600)
+        return daemon.serve(load(inputs, state_dir, topo), lambda: load(inputs, state_dir, topo), interval=3600)
     # with Kubernetes, the controller republishes: re-apply when the mounted document changes, as `gateway run`
     path = published_file(state_dir)
     last = signature(path)
@@ -86,8 +91,8 @@ def serve(state_dir: Path) -> int:
         moved, last = now != last, now
         return moved
 
-    return daemon.serve(load(inputs, state_dir, publish=False), lambda: load(inputs, state_dir, publish=False),
-                        changed=changed, interval=1.0)
+    return daemon.serve(load(inputs, state_dir, topo, publish=False),
+                        lambda: load(inputs, state_dir, topo, publish=False), changed=changed, interval=1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

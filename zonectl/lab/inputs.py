@@ -2,6 +2,12 @@
 
 Kept apart from the runner so that every step (up, test, sync) compiles the same way, and so that bad
 input is refused with every problem named before a single namespace exists.
+
+The lab adds two policies of its own to the user's (``lab_policies``; `lab up` writes them to
+``<state>/lab-policies.yaml``), as every cluster has its own: every governed zone may ask the DNS64
+server (UDP and TCP 53), and the first governed zone's published pod may be reached from the IPv4
+internet host on TCP 80 (through its static map). Their defaults are Allow, so they never decide for a
+zone: each zone they name has a policy of the user's, whose Deny default sorts before an Allow.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ from ..core.rules import RuleSet, compile_objects
 from ..core.zones import ZoneRegistry
 from ..inputs import load_documents, of_kind, read_mapping
 from .expect import Service, services_of
+from .topology import GATEWAY_ADDRESS, INTERNET_V4
+
+LAB_NAMESPACE = "zonectl-lab"
+LAB_POLICIES = "lab-policies.yaml"  # in the state dir: the lab's own policies, for doctor, kubectl and reading
+PUBLISHED_PORT = 80
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -66,5 +77,26 @@ def compile_inputs(inputs: Inputs) -> Compiled:
         raise ValidationError(f"{inputs.zones}: no SecurityZone objects")
     registry = ZoneRegistry.from_objects(config.layout, zone_docs)
     policies = of_kind(load_documents([inputs.policies]), "SecurityZonePolicy")
+    compile_objects(policies, registry, config.nat64)  # the user's policies alone must compile: errors name them
+    policies = policies + lab_policies(policies, [z.name for z in registry])
     ruleset = compile_objects(policies, registry, config.nat64)
     return Compiled(config, registry, policies, ruleset, services_of(ruleset))
+
+
+def lab_policies(policies: list[dict], zones: list[str]) -> list[dict]:
+    """The lab's own policies (see the module docstring) for the zones the user's policies govern."""
+    governed = [z for z in zones if any(z in (p.get("spec") or {}).get("zones", []) for p in policies)]
+    if not governed:
+        return []
+    allow = {"ingress": "Allow", "egress": "Allow"}
+
+    def policy(name: str, zones: list[str], ingress: list, egress: list) -> dict:
+        return {"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
+                "metadata": {"name": name, "namespace": LAB_NAMESPACE},
+                "spec": {"zones": zones, "priority": 0, "defaultAction": allow, "ingress": ingress, "egress": egress}}
+
+    dns = {"name": "dns64", "action": "Allow", "to": [{"cidr": f"{GATEWAY_ADDRESS}/128"}],
+           "ports": [{"protocol": "UDP", "port": 53, "endPort": 53}, {"protocol": "TCP", "port": 53, "endPort": 53}]}
+    published = {"name": "from-ipv4-internet", "action": "Allow", "from": [{"nat64": {"cidrs": [f"{INTERNET_V4}/32"]}}],
+                 "ports": [{"protocol": "TCP", "port": PUBLISHED_PORT, "endPort": PUBLISHED_PORT}]}
+    return [policy("lab-dns", governed, [], [dns]), policy("lab-published", governed[:1], [published], [])]

@@ -37,7 +37,7 @@ from ..core.errors import ZonectlError
 from ..harness.controlplane import Binaries
 from ..harness.kubecluster import NS, KubeCluster
 from ..procs import alive, cmdline, kill_pid, wait_until
-from .inputs import Inputs, compile_inputs
+from .inputs import LAB_NAMESPACE, LAB_POLICIES, Inputs, compile_inputs
 from .state import LabState
 from .topology import Topology
 
@@ -60,6 +60,8 @@ def controller_config(root: Path, lab_config: dict[str, Any], nb: str) -> dict[s
             continue
         config[key] = {**config[key], **value} if isinstance(config.get(key), dict) and isinstance(value, dict) else value
     config["ovn"] = {**config.get("ovn", {}), "nb": nb}
+    operator = config["operator"]  # the lab's own policies (priority 0, every zone) come from an admin namespace
+    operator["adminNamespaces"] = [*operator.get("adminNamespaces", []), LAB_NAMESPACE]
     return config
 
 
@@ -128,6 +130,7 @@ class LabKube:
             kube.kubectl("create", "namespace", ns)
         kube.kubectl("apply", "-f", str(inputs.zones))
         kube.kubectl("apply", "-f", str(inputs.policies))
+        kube.kubectl("apply", "-f", str(self.state.state_dir / LAB_POLICIES))  # the lab's own (DNS, inbound)
         wait_until(lambda: not not_ready(kube), READY_TIMEOUT, "every zone and policy Ready", interval=0.5)
         self.mirror()
         self._record()

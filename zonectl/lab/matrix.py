@@ -2,14 +2,17 @@
 
 Pure: the probes are planned from the topology and the services, the expectation comes from
 ``expect.expected`` and the observations are handed in, so rendering and judging are unit-tested
-without a lab. Rows are source zones, columns destination zones and the IPv4 "internet" targets (reached
-through the NAT64 prefix); each cell holds one verdict per service.
+without a lab. Rows are source zones, columns destination zones, the IPv4 "internet" targets (reached
+through the NAT64 prefix) and the same targets by name (resolved by each pod through the DNS64
+server: the cell also requires the NAT64 address of the target); each cell holds one verdict per
+service. A second matrix (``plan_inbound``) has the IPv4 internet host as its row and the static maps
+as columns: its cells require the pod's answer to name the client's NAT64 address (the return path).
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 
 from ..core.nat64 import Nat64Prefix
@@ -24,9 +27,10 @@ PROBE_TIMEOUT = 1.0
 @dataclass(frozen=True)
 class Endpoint:
     label: str
-    address: IPv6Address  # what the probe dials
+    address: IPv6Address  # what the probe reaches (for a name: what it must resolve to)
     pod: PodPlan | None = None  # None: an IPv4 internet target
     ipv4: IPv4Address | None = None
+    name: str | None = None  # dialled by name: resolved by the source pod through the DNS64 server
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,17 @@ class Cell:
     dst_address: IPv6Address
     expected: Verdict
     observed: Observation | None = None
+    resolved_want: str | None = None  # a name probe: the address the pod must have resolved
+    answer_want: str | None = None  # what the far side must answer (inbound: the client as the pod saw it)
 
     @property
     def agrees(self) -> bool:
-        return self.observed is not None and self.observed.ok == self.expected.allowed
+        o = self.observed
+        if o is None or o.ok != self.expected.allowed:
+            return False
+        if self.resolved_want is not None and o.resolved != self.resolved_want:
+            return False
+        return not (o.ok and self.answer_want is not None and o.answer != self.answer_want)
 
     @property
     def key(self) -> str:
@@ -84,7 +95,12 @@ def _dest_pod(topo: Topology, zone: str, src: PodPlan) -> PodPlan:
 
 
 def internet_endpoints(topo: Topology, nat64: Nat64Prefix) -> list[Endpoint]:
-    return [Endpoint(str(v4), nat64.embed(v4), None, v4) for v4 in topo.internet.targets]
+    by_address = [Endpoint(str(v4), nat64.embed(v4), None, v4) for v4 in topo.internet.targets]
+    by_name = [Endpoint(name, nat64.embed(v4), None, v4, name) for name, v4 in topo.internet.names]
+    return by_address + by_name
+
+
+DNS = Service("udp", 53)
 
 
 def plan_matrix(topo: Topology, ruleset: RuleSet, nat64: Nat64Prefix, services: tuple[Service, ...],
@@ -98,11 +114,36 @@ def plan_matrix(topo: Topology, ruleset: RuleSet, nat64: Nat64Prefix, services: 
         src = _source_pod(topo, src_zone)
         dests = [Endpoint(z, (d := _dest_pod(topo, z, src)).address, d) for z in rows] + inet
         for dst in dests:
+            dns = expected(ruleset, nat64, src.address, topo.dns, DNS) if dst.name else None
             for svc in services:
                 verdict = expected(ruleset, nat64, src.address, dst.address, svc)
-                cell = Cell(src_zone, dst.label, svc, src.address, dst.address, verdict)
+                if dns is not None and not dns.allowed:
+                    verdict = Verdict(False, f"cannot ask the DNS64 server ({dns.reason})")
+                want = str(dst.address) if dns is not None and dns.allowed else None
+                cell = Cell(src_zone, dst.label, svc, src.address, dst.address, verdict, resolved_want=want)
                 matrix.cells[(src_zone, dst.label, svc)] = cell
-                probes.append(ProbeSpec(cell.key, src.netns, str(dst.address), svc, timeout))
+                probes.append(ProbeSpec(cell.key, src.netns, dst.name or str(dst.address), svc, timeout))
+    return matrix, probes
+
+
+def plan_inbound(topo: Topology, ruleset: RuleSet, nat64: Nat64Prefix, services: tuple[Service, ...],
+                 *, timeout: float = PROBE_TIMEOUT) -> tuple[Matrix, list[ProbeSpec]]:
+    """The IPv4 internet host -> each static map (a zone's published pod), every service. Expected: what
+    the destination zone's ingress rules say of the client's NAT64 address (nothing else judges it)."""
+    client = topo.internet.address
+    row = f"from {client}"
+    client6 = nat64.embed(client)
+    cols = [f"{v4} ({pod})" for v4, pod in topo.internet.maps]
+    matrix = Matrix([row], cols, services)
+    probes: list[ProbeSpec] = []
+    for (v4, pod_name), col in zip(topo.internet.maps, cols, strict=True):
+        pod = topo.pod(pod_name)
+        for svc in services:
+            verdict = expected(ruleset, nat64, client6, pod.address, svc)
+            answer = str(v4) if svc.proto == "icmpv6" else str(client6)
+            cell = Cell(row, col, svc, client6, pod.address, verdict, answer_want=answer)
+            matrix.cells[(row, col, svc)] = cell
+            probes.append(ProbeSpec(cell.key, topo.internet.netns, str(v4), svc, timeout))
     return matrix, probes
 
 
@@ -110,7 +151,7 @@ def observe(matrix: Matrix, results: dict[str, Observation]) -> Matrix:
     """The same matrix with each cell's observation filled in (a missing result stays None: a mismatch)."""
     out = Matrix(matrix.rows, matrix.cols, matrix.services)
     for k, c in matrix.cells.items():
-        out.cells[k] = Cell(c.src, c.dst, c.service, c.src_address, c.dst_address, c.expected, results.get(c.key))
+        out.cells[k] = replace(c, observed=results.get(c.key))
     return out
 
 
@@ -125,16 +166,19 @@ def _short(svc: Service) -> str:
 
 
 def cell_text(matrix: Matrix, src: str, dst: str) -> str:
-    """What got through; ``+x!`` = got through against policy, ``-x!`` = policy allows it but it was blocked."""
+    """What got through; ``+x!`` = got through against policy, ``-x!`` = policy allows it but it was blocked,
+    ``x?`` = the verdict is right but the name resolved elsewhere (or the far side answered wrongly)."""
     parts: list[str] = []
     for svc in matrix.services:
         c = matrix.cell(src, dst, svc)
         seen = c.observed is not None and c.observed.ok
         if c.agrees and seen:
             parts.append(_short(svc))
+        elif not c.agrees and c.observed is not None and c.observed.ok == c.expected.allowed:
+            parts.append(_short(svc) + "?")  # the verdict is right, the name resolved (or the answer) is not
         elif not c.agrees:
             parts.append(("-" if c.expected.allowed else "+") + _short(svc) + "!")
-    if len(parts) == len(matrix.services) and not any(p.endswith("!") for p in parts):
+    if len(parts) == len(matrix.services) and not any(p.endswith(("!", "?")) for p in parts):
         return "all"
     return " ".join(parts) or "-"
 
@@ -150,10 +194,14 @@ def render_text(matrix: Matrix) -> str:
     mism = matrix.mismatches()
     out = lines + ["", legend]
     if mism:
-        out.append(f"MISMATCHES ({len(mism)}): '+x!' got through against policy, '-x!' allowed but blocked")
+        out.append(f"MISMATCHES ({len(mism)}): '+x!' got through against policy, '-x!' allowed but blocked, "
+                   "'x?' a name resolved to the wrong address (or a wrong answer)")
         groups: dict[tuple[str, str, bool, str, str], list[str]] = {}
         for c in mism:
             seen = "no result" if c.observed is None else ("got through" if c.observed.ok else "blocked")
+            if c.observed is not None and c.observed.ok == c.expected.allowed:
+                seen = (f"resolved to {c.observed.resolved}, not {c.resolved_want}" if c.observed.resolved != c.resolved_want
+                        else f"answered {c.observed.answer}, not {c.answer_want}")
             groups.setdefault((c.src, c.dst, c.expected.allowed, c.expected.reason, seen), []).append(c.service.label)
         for (src, dst, allowed, reason, seen), labels in groups.items():
             out.append(f"  {src} -> {dst} {' '.join(labels)}: observed {seen}; policy "

@@ -18,10 +18,12 @@ from typing import Callable
 from ..harness.controlplane import Binaries
 from ..harness.netns import list_netns
 from ..harness.ovnk import CLUSTER_ROUTER
-from . import build, enforce, kube, report, traffic
+import yaml
+
+from . import build, dns, enforce, kube, report, traffic
 from .enforce import PACKAGE_ROOT, Drift
-from .inputs import Compiled, Inputs, compile_inputs
-from .matrix import observe, plan_matrix, render_text
+from .inputs import LAB_NAMESPACE, LAB_POLICIES, Compiled, Inputs, compile_inputs
+from .matrix import observe, plan_inbound, plan_matrix, render_text
 from .state import LabError, LabState, teardown
 from .topology import Topology, plan
 
@@ -97,6 +99,8 @@ def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, with_kube: bool = Tru
     state = LabState(state_dir, lab_id=topo.lab_id, created_dir=created, phase="building", kube=with_kube,
                      inputs=inputs.as_dict(), topology=topo.as_dict())
     state.save()
+    lab_policies = [d for d in compiled.policies if d["metadata"]["namespace"] == LAB_NAMESPACE]
+    (state_dir / LAB_POLICIES).write_text(yaml.safe_dump_all(lab_policies, sort_keys=False))
     t0 = time.monotonic()
 
     def step(text: str) -> None:
@@ -123,6 +127,10 @@ def up(state_dir: Path, inputs: Inputs, *, nodes: int = 2, with_kube: bool = Tru
             ovn_line = "ovn: the zonectl controller wrote the ACLs"
         result = enforce.start_gateway(state, topo.gateway.netns)
         step(f"gateway: {'; '.join(result.get('changes') or ['no change'])}")
+        dns.ensure(state, compiled, topo)
+        step(f"dns: the internet's on {topo.internet.dns} ({', '.join(n for n, _ in topo.internet.names)}), "
+             f"DNS64 (the rendered Corefile) on {topo.dns}; inbound maps "
+             + ", ".join(f"{v4} -> {pod}" for v4, pod in topo.internet.maps))
         if not with_kube:
             ovn_line = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled).lines()[0]
         sandbox.wait_hv()
@@ -146,7 +154,7 @@ def inspect_commands(state: LabState, topo: Topology, inputs: Inputs) -> list[st
         "inspect it as a deployment:",
         f"  zonectl gateway status --config {inputs.config} {gateway}",
         f"  zonectl doctor --config {inputs.config} --zones {inputs.zones} -f {inputs.policies} "
-        f"--nb unix:{Path(state.ovn_dir) / 'nb.sock'} --gateway {gateway} --skip crds",
+        f"-f {state.state_dir / LAB_POLICIES} --nb unix:{Path(state.ovn_dir) / 'nb.sock'} --gateway {gateway} --skip crds",
     ]
     info = kube.read_info(state.state_dir)
     if state.kube and info.get("kubectl"):
@@ -192,16 +200,18 @@ def sync(state_dir: Path, *, say: Say = print) -> Drift:
         raise LabError(f"the gateway refused the policies (previous state kept): {result.get('error')}")
     changes = result.get("changes") or []
     say(f"gateway apply: {'; '.join(changes) if changes else 'nothing to do'}")
-    return Drift([str(c) for c in ovn_report.changes], list(changes))
+    started = dns.ensure(load_state(state_dir.resolve()), compiled, topo)
+    say(f"dns: {'started ' + ', '.join(started) if started else 'nothing to do'}")
+    return Drift([str(c) for c in ovn_report.changes], list(changes), [f"started {s}" for s in started])
 
 
 def drift(state: LabState, compiled: Compiled, topo: Topology) -> Drift:
     """Desired vs actual at both enforcement points, as the OVN backend and the gateway see it."""
     ovn_report = enforce.ovn_sync(Path(state.ovn_dir) / "nb.sock", compiled, mode="log")
-    gateway = enforce.gateway_drift(compiled, state.state_dir, topo.gateway.netns)
+    gateway = enforce.gateway_drift(compiled, state.state_dir, topo)
     if not enforce.gateway_running(state):
         gateway.insert(0, "the gateway daemon is not running (Tayga unsupervised or gone): run `zonectl lab up`")
-    return Drift([str(c) for c in ovn_report.changes], gateway)
+    return Drift([str(c) for c in ovn_report.changes], gateway, dns.drift(state))
 
 
 def test(state_dir: Path, *, repair: bool = False, export_format: str = "csv", say: Say = print) -> int:
@@ -221,21 +231,24 @@ def test(state_dir: Path, *, repair: bool = False, export_format: str = "csv", s
 def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, export_format: str,
           say: Say) -> int:
     assert compiled.config.nat64 is not None
-    matrix, probes = plan_matrix(topo, compiled.ruleset, compiled.config.nat64, compiled.services)
+    nat64 = compiled.config.nat64
+    matrix, probes = plan_matrix(topo, compiled.ruleset, nat64, compiled.services)
+    inbound, inbound_probes = plan_inbound(topo, compiled.ruleset, nat64, compiled.services)
     sources = {p.netns for p in probes}
     for ns in sources:
         traffic.flush_neighbors(ns)
     t0 = time.monotonic()
-    results = traffic.send(probes)
+    everything = probes + inbound_probes
+    results = traffic.send(everything)
     # A probe the policy allows but that got no answer is sent once more with a longer timeout: on a
     # busy 2-core machine a first SYN can miss its 1 s window. Nothing is retried the other way: a
     # packet that got through against the policy is never a fluke.
-    cells = matrix.cells_by_key
-    again = [replace(p, timeout=RETRY_TIMEOUT) for p in probes
+    cells = matrix.cells_by_key | inbound.cells_by_key
+    again = [replace(p, timeout=RETRY_TIMEOUT) for p in everything
              if cells[p.id].expected.allowed and not (p.id in results and results[p.id].ok)]
     if again:
         results.update(traffic.send(again))
-    matrix = observe(matrix, results)
+    matrix, inbound = observe(matrix, results), observe(inbound, results)
     elapsed = time.monotonic() - t0
     nodes = {n.name: n for n in topo.nodes}
     nd = [traffic.neighbor(p.netns, p.name, str(nodes[p.node].router_ip.ip), nodes[p.node].router_mac)
@@ -245,6 +258,7 @@ def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, 
     if state.kube:
         sections["kubernetes: kubectl get securityzones,securityzonepolicies -A"], kube_ready = kube.get(state.state_dir)
     sections |= {
+        "inbound: the IPv4 internet to the published pods (gateway static maps)": render_text(inbound),
         "drift (desired vs actual)": "\n".join(found.lines()),
         "ICMPv6 neighbour discovery through OVN": report.nd_text(nd),
         "NAT64 egress: IPv4 source the internet saw, per zone": report.egress_text(matrix),
@@ -252,13 +266,13 @@ def check(state: LabState, compiled: Compiled, topo: Topology, found: Drift, *, 
         "gateway counters (per zone, from its /metrics)": report.counters_text(topo.gateway.netns),
     }
     retried = f", {len(again)} sent again" if again else ""
-    say(f"== reachability: {len(probes)} probes (TCP, UDP, ICMPv6 echo) in {elapsed:.1f}s{retried}; "
-        "rows: from zone, columns: to zone / IPv4 host via NAT64")
+    say(f"== reachability: {len(everything)} probes (TCP, UDP, ICMPv6 echo) in {elapsed:.1f}s{retried}; "
+        f"rows: from zone, columns: to zone / IPv4 host via NAT64, by address and by name (DNS64 {topo.dns})")
     say(render_text(matrix))
     for title, text in sections.items():
         say(f"\n== {title}")
         say(text)
     report.write_pictures(state.state_dir, matrix, sections)
-    ok = matrix.passed and not found.any and all(c.ok for c in nd) and kube_ready
+    ok = matrix.passed and inbound.passed and not found.any and all(c.ok for c in nd) and kube_ready
     say(f"\nlab test: {'PASS' if ok else 'FAIL'} (matrix: {state.state_dir / 'matrix.html'})")
     return 0 if ok else 1

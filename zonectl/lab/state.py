@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ZonectlError
-from ..harness.netns import kill_netns_pids, list_netns, run
+from ..harness.netns import kill_netns_pids, list_netns, remove_etc, run
 from ..procs import alive, cmdline, kill_pid
 
 STATE_FILE = "lab.json"
@@ -141,10 +141,12 @@ def teardown(state: LabState) -> list[str]:
             kill_netns_pids(name)
             run(["ip", "netns", "delete", name], check=False)
             removed.append(f"netns {name}")
+        remove_etc(name)  # its resolv.conf under /etc/netns
     if state.created_dir:
         shutil.rmtree(state.state_dir, ignore_errors=True)
     else:
-        for child in ("ovn", "gateway", "kube", "logs", "matrix.svg", "matrix.html", STATE_FILE):
+        for child in ("ovn", "gateway", "dns", "kube", "logs", "matrix.svg", "matrix.html", "lab-policies.yaml",
+                      STATE_FILE):
             p = state.state_dir / child
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)

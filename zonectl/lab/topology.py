@@ -9,9 +9,14 @@ layout follows OVN-Kubernetes (names included, so ``ovn-nbctl show`` reads like 
                                                                                  ovn_cluster_router
     logical switch join    --- jtor-ovn_cluster_router / rtoj-ovn_cluster_router (fd98::1/64)
       |  lsp "egress-gateway" (fd98::2), veth      static route  <NAT64 prefix> via fd98::2
-    gateway ns: Tayga + zone filter + masquerade, uplink 198.51.100.1/24
+    gateway ns: Tayga + zone filter + masquerade, uplink 198.51.100.1/24; DNS64 (CoreDNS) on fd98::2
       |  veth
-    internet ns: 198.51.100.10/24, lo 192.0.2.10 (a second IPv4 site), TCP/UDP servers
+    internet ns: 198.51.100.10/24, lo 192.0.2.10 (a second IPv4 site), TCP/UDP servers,
+                 lo 192.0.2.53: the internet's DNS (CoreDNS: a.example, b.example, ...)
+
+Names and inbound maps: each IPv4 site has a name the internet's DNS serves (pods resolve it through
+the DNS64 server and connect by name); one pod of each zone is published to the IPv4 internet on an
+address of its own (a gateway static map, 198.51.100.80 and up), which the internet routes to the gateway.
 
 Where OVN-Kubernetes has a gateway router per node, the lab has one egress gateway behind the join
 switch: in the zonectl design pod addresses leave the cluster unchanged (no SNAT), so the per-node
@@ -40,6 +45,10 @@ UPLINK_NET = IPv4Network("198.51.100.0/24")
 GATEWAY_UPLINK_V4 = IPv4Address("198.51.100.1")
 INTERNET_V4 = IPv4Address("198.51.100.10")
 INTERNET_SITE2_V4 = IPv4Address("192.0.2.10")
+INTERNET_DNS_V4 = IPv4Address("192.0.2.53")
+SITE_NAMES = ("a.example", "b.example")  # the names of the two IPv4 sites
+FIRST_MAP_V4 = IPv4Address("198.51.100.80")  # the first static map; one per zone after it
+GATEWAY_ADDRESS = IPv6Address(int(JOIN_SUBNET.network_address) + 2)  # on the join switch; the DNS64 server too
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,9 @@ class InternetPlan:
     netns: str
     address: IPv4Address
     site2: IPv4Address  # a second IPv4 network (on lo), reached via ``address``
+    dns: IPv4Address = INTERNET_DNS_V4  # the internet's DNS server (on lo), the DNS64 server's upstream
+    names: tuple[tuple[str, IPv4Address], ...] = ()  # (name, address) the internet's DNS serves
+    maps: tuple[tuple[IPv4Address, str], ...] = ()  # (IPv4 address, pod name): static maps, inbound
 
     @property
     def targets(self) -> tuple[IPv4Address, ...]:
@@ -101,6 +113,14 @@ class Topology:
     def pods_of(self, zone: str) -> list[PodPlan]:
         return [p for p in self.pods if p.zone == zone]
 
+    def pod(self, name: str) -> PodPlan:
+        return next(p for p in self.pods if p.name == name)
+
+    @property
+    def dns(self) -> IPv6Address:
+        """The DNS64 server every pod asks: CoreDNS in the gateway namespace, on its join-switch address."""
+        return self.gateway.address
+
     def as_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
 
@@ -120,7 +140,9 @@ class Topology:
                 "uplink_net": IPv4Network(d["gateway"]["uplink_net"]),
             }),
             internet=InternetPlan(d["internet"]["netns"], IPv4Address(d["internet"]["address"]),
-                                  IPv4Address(d["internet"]["site2"])),
+                                  IPv4Address(d["internet"]["site2"]), IPv4Address(d["internet"]["dns"]),
+                                  tuple((n, IPv4Address(a)) for n, a in d["internet"]["names"]),
+                                  tuple((IPv4Address(a), pod) for a, pod in d["internet"]["maps"])),
             nat64_prefix=IPv6Network(d["nat64_prefix"]),
             zones=tuple(d.get("zones") or ()),
         )
@@ -178,7 +200,7 @@ def plan(config: Config, registry: ZoneRegistry, *, nodes: int = 2, pods_per_zon
             ))
             offset += 1
     _check_spread(pods, pods_per_zone)
-    gw_addr = IPv6Address(int(JOIN_SUBNET.network_address) + 2)
+    gw_addr = GATEWAY_ADDRESS
     gateway = GatewayPlan(
         netns=f"zl{lab_id}-gateway",
         host_if=f"zl{lab_id}g",
@@ -190,9 +212,17 @@ def plan(config: Config, registry: ZoneRegistry, *, nodes: int = 2, pods_per_zon
         uplink_v4=GATEWAY_UPLINK_V4,
         uplink_net=UPLINK_NET,
     )
-    internet = InternetPlan(f"zl{lab_id}-internet", INTERNET_V4, INTERNET_SITE2_V4)
+    names = tuple(zip(SITE_NAMES, (INTERNET_V4, INTERNET_SITE2_V4), strict=True))
+    maps = tuple((FIRST_MAP_V4 + i, published(pods, zname).name) for i, (zname, _, _) in enumerate(zone_list[:-1]))
+    internet = InternetPlan(f"zl{lab_id}-internet", INTERNET_V4, INTERNET_SITE2_V4, INTERNET_DNS_V4, names, maps)
     return Topology(lab_id, node_list, tuple(pods), gateway, internet, config.nat64.network,
                     tuple(z for z, _, _ in zone_list))
+
+
+def published(pods: list[PodPlan], zone: str) -> PodPlan:
+    """The zone's pod published to the IPv4 internet: its last, so the matrix's sources (each zone's first
+    pod) leave by their zone's egress (a mapped pod may leave with its mapped address: Tayga maps both ways)."""
+    return [p for p in pods if p.zone == zone][-1]
 
 
 def _check_spread(pods: list[PodPlan], per_zone: int) -> None:

@@ -17,8 +17,8 @@ from .state import LabError
 @dataclass(frozen=True)
 class ProbeSpec:
     id: str
-    netns: str  # where the probe starts (the source pod)
-    host: str  # destination address
+    netns: str  # where the probe starts (the source pod, or the internet for inbound probes)
+    host: str  # destination address, or a name the pod resolves
     service: Service
     timeout: float = 1.0
 
@@ -33,6 +33,7 @@ class Observation:
     answer: str | None  # the address the far side saw (tcp/udp) or the replier (icmp)
     ms: float
     error: str = ""
+    resolved: str | None = None  # a probe of a name: the address the pod's resolver gave
 
 
 def send(probes: Iterable[ProbeSpec]) -> dict[str, Observation]:
@@ -63,7 +64,8 @@ def send(probes: Iterable[ProbeSpec]) -> dict[str, Observation]:
         if proc.returncode != 0:
             raise LabError(f"probes in {ns} failed: {stderr.strip()}")
         for r in json.loads(stdout):
-            out[r["id"]] = Observation(bool(r["ok"]), r.get("answer"), float(r.get("ms", 0)), r.get("error", ""))
+            out[r["id"]] = Observation(bool(r["ok"]), r.get("answer"), float(r.get("ms", 0)), r.get("error", ""),
+                                       r.get("resolved"))
     return out
 
 

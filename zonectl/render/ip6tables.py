@@ -150,7 +150,7 @@ def chain_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str = 
     ingress = [checks.match(m, "static map") for m in ingress]
     out: dict[str, list[str]] = {chain: []}
     for m in ingress:
-        out[chain].append(" ".join(["-A", chain, "-s", addr(m), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+        out[chain].append(" ".join(["-A", chain, "-s", addr(m), "-m", "conntrack", "--ctdir", "REPLY",
                                     comment(f"{OWNER} ingress-map replies"), "-j", "ACCEPT"]))
     for name, match, zrules in zone_groups(rules, zones):
         src = ["-s", addr(match)] if match is not None and not match.is_any else []
@@ -171,10 +171,15 @@ def forward_lines(rules: Iterable[Rule], zones: Sequence[ZoneMatch], chain: str 
     return [line for lines in chain_lines(rules, zones, chain).values() for line in lines]
 
 
-def mark_lines(marks: Sequence[ZoneMark], chain: str = MARK_CHAIN) -> list[str]:
+def mark_lines(marks: Sequence[ZoneMark], chain: str = MARK_CHAIN, ingress: Sequence[AddrMatch] = ()) -> list[str]:
+    """Own-pool zones' marks; first, the replies of static-map services are left unmarked: they must reach
+    the shared Tayga, which holds the maps (their own new connections leave by their zone's instance)."""
     check_marks(marks)
     checks.pattern(chain, CHAIN_RE, "chain", "a ZONECTL- chain name")
-    return [
+    replies = [" ".join(["-A", chain, "-s", addr(checks.match(m, "static map")), "-m", "conntrack", "--ctdir", "REPLY",
+                         comment(f"{OWNER} ingress-map replies"), "-j", "RETURN"])
+               for m in ingress] if marks else []
+    return replies + [
         " ".join(["-A", chain, "-s", addr(m.match), comment(f"{OWNER} zone={m.zone} egress=own-pool"),
                   "-j", "MARK", "--set-xmark", f"{m.value:#x}/{m.mask:#x}"])
         for m in sorted(marks, key=lambda m: m.zone)
@@ -223,7 +228,7 @@ def render_restore(
     out += ["*mangle", f":{MARK_CHAIN} - [0:0]"]
     if "PREROUTING" in jumps:
         out.append(jump_line("PREROUTING", nat64, MARK_CHAIN))
-    out += mark_lines(marks)
+    out += mark_lines(marks, ingress=ingress)
     out.append("COMMIT")
     return "\n".join(out) + "\n"
 
