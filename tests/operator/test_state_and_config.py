@@ -168,3 +168,32 @@ def test_registries_build() -> None:
     ctl = new_controller(config, make_state(config))
     adm, con = admission_registry(ctl), controller_registry(ctl)
     assert adm is not con
+
+
+def test_no_diff_base_for_watch_only_kinds() -> None:
+    """kopf keeps no diff base (a deep copy per event) for pods, and only because nothing needs one:
+    the controller watches pods with on.event handlers alone, and keeps diff bases for zones and policies."""
+    import kopf
+    from kopf._cogs.structs.references import Resource  # what kopf's processing asks its registry with
+
+    from opkit import new_controller
+    from zonectl.operator.config import parse_controller_config
+    from zonectl.operator.handlers import WATCH_ONLY, controller_registry
+    from zonectl.operator.webhook import operator_settings
+
+    config = parse_controller_config(config_body())
+    reg = controller_registry(new_controller(config, make_state(config)))
+    pods = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
+    policies = Resource(group="zonectl.io", version="v1alpha1", plural="securityzonepolicies",
+                        kind="SecurityZonePolicy", namespaced=True)
+    assert WATCH_ONLY == ("Pod",) and reg._watching.has_handlers(resource=pods)
+    assert not reg._changing.has_handlers(resource=pods) and not reg._spawning.has_handlers(resource=pods)
+    assert reg._changing.has_handlers(resource=policies)
+
+    storage = operator_settings(watch_only=WATCH_ONLY).persistence.diffbase_storage
+    pod = kopf.Body({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {}})
+    policy = kopf.Body({"apiVersion": "zonectl.io/v1alpha1", "kind": "SecurityZonePolicy",
+                        "metadata": {"name": "p"}, "spec": {"zones": ["dmz"]}})
+    assert storage.build(body=pod) is None and storage.fetch(body=pod) is None
+    assert storage.build(body=policy)["spec"] == {"zones": ["dmz"]}
+    assert operator_settings().persistence.diffbase_storage.build(body=pod)["metadata"]["labels"] == {"a": "b"}

@@ -27,7 +27,7 @@ from ..metrics_server import Listen, check_address
 from .backend import Backend, OvnBackend, PublishedBackend
 from .config import ControllerConfig, OperatorSettings, load_controller_config
 from .publish import ConfigMapPublisher, FilePublisher, Publisher
-from .handlers import POD_WEBHOOK, Controller, admission_registry, controller_registry
+from .handlers import POD_WEBHOOK, WATCH_ONLY, Controller, admission_registry, controller_registry
 from .metrics import Metrics
 from .ops import Readiness, ops_server
 from .reconcile import PolicyReconciler, policy_key
@@ -234,7 +234,7 @@ async def run(options: RunOptions) -> int:
     # A name no object carries leaves the admission operator nothing to remove.
     admission_settings.persistence.finalizer = "zonectl.io/admission-no-finalizer"
     admission_settings.admission.server = webhook_server(config, metrics, ctl, readiness)
-    controller_settings = operator_settings()
+    controller_settings = operator_settings(watch_only=WATCH_ONLY)
     admission_reg, controller_reg = admission_registry(ctl), controller_registry(ctl)
     login = kubeconfig_login(options.kubeconfig) if options.kubeconfig else kopf.login_via_client
     for reg in (admission_reg, controller_reg):

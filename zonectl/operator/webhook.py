@@ -97,13 +97,37 @@ class ZonectlWebhookServer(kopf.WebhookServer):
             yield client_config
 
 
-def operator_settings(**overrides: Any) -> kopf.OperatorSettings:
-    """kopf settings zonectl runs with: own annotation prefix and finalizer, quiet Events, no managed webhooks."""
+class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base in an annotation, except for the kinds in ``watch_only``: none.
+
+    kopf builds a diff base (a deep copy of the whole object, then a cleaned copy of that) for every
+    event of every resource it watches, also where only ``on.event`` handlers watch and nothing reads
+    it. For pods (address verification: an event for every pod of the cluster) that was a third of the
+    active replica's CPU at 100 pod creates/s (py-spy; benchmarks/README.md), on the event loop that
+    answers the webhooks. A kind listed here must have no on.create/update/delete or daemon handlers
+    (they need the diff): ``handlers.WATCH_ONLY`` says which, and a test holds the registries to it."""
+
+    def __init__(self, *, watch_only: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch_only = frozenset(watch_only)
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        if body.get("kind") in self.watch_only:  # an object listed without its kind is built: only slower
+            return None
+        return super().build(body=body, extra_fields=extra_fields)
+
+    def fetch(self, *, body: Any) -> Any:
+        return None if body.get("kind") in self.watch_only else super().fetch(body=body)
+
+
+def operator_settings(*, watch_only: Iterable[str] = (), **overrides: Any) -> kopf.OperatorSettings:
+    """kopf settings zonectl runs with: own annotation prefix and finalizer, quiet Events, no managed webhooks;
+    no diff base for the kinds in ``watch_only`` (see ``DiffBaseStorage``)."""
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = "zonectl.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="zonectl.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="zonectl.io",
-                                                                           key="last-handled-configuration")
+    settings.persistence.diffbase_storage = DiffBaseStorage(prefix="zonectl.io", key="last-handled-configuration",
+                                                            watch_only=watch_only)
     settings.posting.level = 30  # logging.WARNING: no "handler succeeded" Events; ours use kopf.event()
     settings.admission.managed = None  # the webhook configurations ship as manifests (see manifests/)
     settings.watching.server_timeout = 300
