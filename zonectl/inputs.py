@@ -20,7 +20,7 @@ import stat
 from difflib import get_close_matches
 from ipaddress import IPv6Network
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .core import fields as f
 from .core.documents import decode, json_document, yaml_documents
@@ -362,6 +362,19 @@ def signature(path: str | Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def change_check(signature_of: Callable[[], object]) -> Callable[[], bool]:
+    """A check that says whether ``signature_of()`` differs from its previous answer (the first: from now):
+    daemons re-apply when one of their input files changed."""
+    last = signature_of()
+
+    def changed() -> bool:
+        nonlocal last
+        now = signature_of()
+        moved, last = now != last, now
+        return moved
+    return changed
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import yaml
 
-from kubeplane import NS, ZonectlCluster, wait
+from kubeplane import NS, ZonectlCluster, wait, zone_id
 
 GROUP = "zonectl.io"
 
@@ -58,3 +59,21 @@ def policy(name: str, ns: str, zones: list[str], ingress: list[dict], priority: 
     return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "SecurityZonePolicy", "metadata": {"name": name, "namespace": ns},
             "spec": {"zones": zones, "priority": priority, "defaultAction": {"ingress": "Deny", "egress": "Allow"},
                      "ingress": ingress, "egress": egress or []}}
+
+
+def tenant(cluster: ZonectlCluster, prefix: str) -> str:
+    """A new namespace ``<prefix>-<random>`` with a zone of its own and its policy ``own`` (TCP 8080 from
+    the zone, priority 150), Ready; returns the namespace.
+
+    A tenant may only write policies for zones the webhook already knows; its cache follows a watch, so a
+    policy applied in the same breath as its new zone can be refused: retried, as a user would."""
+    sfx = secrets.token_hex(3)
+    ns, zname = f"{prefix}-{sfx}", f"{prefix[0]}z-{sfx}"
+    cluster.kubectl("create", "namespace", ns)
+    apply(cluster, zone(zname, zone_id(), [ns]))
+    own = policy("own", ns, [zname], [{"name": "self", "action": "Allow", "from": [{"zone": zname}],
+                                       "ports": [{"protocol": "TCP", "port": 8080}]}], priority=150)
+    wait("the tenant policy admitted", lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(own),
+                                                               check=False).returncode == 0, timeout=30)
+    assert conditions(settled(cluster, "own", ns))["Ready"]["status"] == "True"
+    return ns

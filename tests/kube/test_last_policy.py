@@ -10,13 +10,12 @@ restarts the controller with the new config; the e2e suite afterwards brings its
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 import yaml
 
-from kubekit import acls, apply, conditions, get, policy, settled, zone
-from kubeplane import NS, ZonectlCluster, wait, zone_id
+from kubekit import acls, conditions, get, tenant
+from kubeplane import NS, ZonectlCluster, wait
 
 
 def owned_rows(cluster: ZonectlCluster) -> list[dict[str, Any]]:
@@ -28,15 +27,7 @@ def owned_rows(cluster: ZonectlCluster) -> list[dict[str, Any]]:
 def test_the_last_policy_and_its_namespace_wait_for_allow_empty(zonectl_cluster: ZonectlCluster,
                                                                  examples_applied: str) -> None:
     cluster = zonectl_cluster
-    sfx = secrets.token_hex(3)
-    ns, zname = f"last-{sfx}", f"lz-{sfx}"
-    cluster.kubectl("create", "namespace", ns)
-    apply(cluster, zone(zname, zone_id(), [ns]))
-    last = policy("own", ns, [zname], [{"name": "web", "action": "Allow", "from": [{"zone": zname}],
-                                        "ports": [{"protocol": "TCP", "port": 8080}]}], priority=150)
-    wait("the tenant policy admitted", lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(last),
-                                                               check=False).returncode == 0, timeout=30)
-    assert conditions(settled(cluster, "own", ns))["Ready"]["status"] == "True"
+    ns = tenant(cluster, "last")
 
     # every other policy goes: each leaves the rows of the others, so none of these deletions waits
     listed = json.loads(cluster.kubectl("get", "securityzonepolicies", "-A", "-o", "json").stdout)["items"]

@@ -10,9 +10,8 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 
-from kubekit import acls, apply, conditions, events, get, policy, settled, zone
+from kubekit import acls, apply, conditions, events, get, policy, settled, tenant, zone
 from kubeplane import NS, ZonectlCluster, wait, zone_id
 
 
@@ -87,17 +86,7 @@ def test_delete_runs_the_finalizer(zonectl_cluster: ZonectlCluster, own: dict[st
 
 
 def test_deleting_a_namespace_removes_its_policies_rows(zonectl_cluster: ZonectlCluster, examples_applied: str) -> None:
-    sfx = secrets.token_hex(3)
-    ns, zname = f"tenant-{sfx}", f"tz-{sfx}"
-    zonectl_cluster.kubectl("create", "namespace", ns)
-    apply(zonectl_cluster, zone(zname, zone_id(), [ns]))
-    # A tenant may only write policies for zones the webhook already knows; its cache follows a watch,
-    # so a policy applied in the same breath as its new zone can be refused: retry, as a user would.
-    tenant_policy = policy("own", ns, [zname], [{"name": "self", "action": "Allow", "from": [{"zone": zname}],
-                                                         "ports": [{"protocol": "TCP", "port": 8080}]}], priority=150)
-    wait("the tenant policy admitted", lambda: zonectl_cluster.kubectl(
-        "apply", "-f", "-", input=yaml.safe_dump(tenant_policy), check=False).returncode == 0, timeout=30)
-    assert conditions(settled(zonectl_cluster, "own", ns))["Ready"]["status"] == "True"
+    ns = tenant(zonectl_cluster, "tenant")
     assert acls(zonectl_cluster, f"{ns}/own")
     zonectl_cluster.kubectl("delete", "namespace", ns, "--timeout=90s")  # the namespace controller, then our finalizer
     assert acls(zonectl_cluster, f"{ns}/own") == []

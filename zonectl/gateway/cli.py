@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..core.errors import ValidationError
-from ..inputs import (CONFIG_HELP, UsageError, expand, load_config, load_documents, of_kind, read_published, seconds,
+from ..inputs import (CONFIG_HELP, UsageError, change_check, expand, load_config, load_documents, of_kind, read_published, seconds,
                       signature)
 from .daemon import Inputs
 
@@ -88,14 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     inputs = load_inputs(args)  # the first load must succeed: there is no previous state to keep
-    last = input_signature(args)
-
-    def changed() -> bool:
-        nonlocal last
-        now = input_signature(args)
-        moved, last = now != last, now
-        return moved
-
+    changed = change_check(lambda: input_signature(args))
     return daemon.serve(inputs, lambda: load_inputs(args), gateway=_gateway(inputs, args), changed=changed,
                         interval=args.interval, cleanup=args.cleanup_on_exit)
 

@@ -22,7 +22,6 @@ Run as: ``ip netns exec <gateway-ns> python3 -m zonectl.lab.gwd --state-dir DIR`
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -32,10 +31,10 @@ from ..core import published
 from ..core.errors import ZonectlError
 from ..gateway import daemon
 from ..gateway.config import GatewayConfig, parse_gateway
-from ..inputs import read_published, signature
+from ..inputs import change_check, read_published, signature
 from ..operator.publish import FilePublisher
 from .inputs import Compiled, Inputs, compile_inputs
-from .state import LabState
+from .state import LabState, daemon_main
 from .topology import Topology
 
 UPLINK = "uplink"
@@ -83,25 +82,10 @@ def serve(state_dir: Path) -> int:
         return daemon.serve(load(inputs, state_dir, topo), lambda: load(inputs, state_dir, topo), interval=3600)
     # with Kubernetes, the controller republishes: re-apply when the mounted document changes, as `gateway run`
     path = published_file(state_dir)
-    last = signature(path)
-
-    def changed() -> bool:
-        nonlocal last
-        now = signature(path)
-        moved, last = now != last, now
-        return moved
-
+    changed = change_check(lambda: signature(path))
     return daemon.serve(load(inputs, state_dir, topo, publish=False),
                         lambda: load(inputs, state_dir, topo, publish=False), changed=changed, interval=1.0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="zonectl lab gateway daemon (runs inside the gateway namespace)")
-    ap.add_argument("--state-dir", required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return serve(Path(args.state_dir))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(daemon_main("zonectl lab gateway daemon (runs inside the gateway namespace)", serve))

@@ -18,7 +18,6 @@ is a short-lived command. So ``lab up`` starts this daemon, which
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from ..harness.controlplane import Binaries
 from ..harness.kubecluster import NS, KubeCluster
 from ..procs import alive, cmdline, kill_pid, wait_until
 from .inputs import LAB_NAMESPACE, LAB_POLICIES, Inputs, compile_inputs
-from .state import LabState
+from .state import LabState, daemon_main
 from .topology import Topology
 
 PROGRAM = "zonectl.lab.kube"  # what the daemon's command line contains (checked before signalling it)
@@ -264,13 +263,5 @@ def leftovers(state_dir: Path) -> list[str]:
     return removed
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="zonectl lab: Kubernetes control plane and controller (see lab up)")
-    ap.add_argument("--state-dir", required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return serve(Path(args.state_dir))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(daemon_main("zonectl lab: Kubernetes control plane and controller (see lab up)", serve))

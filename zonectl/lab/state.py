@@ -9,13 +9,15 @@ the program that was recorded (pids are reused), and deletes only names on the l
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..core.errors import ZonectlError
 from ..harness.netns import kill_netns_pids, list_netns, remove_etc, run
@@ -23,6 +25,15 @@ from ..procs import alive, cmdline, kill_pid
 
 STATE_FILE = "lab.json"
 LEDGER_VERSION = 1
+
+
+def daemon_main(description: str, serve: Callable[[Path], int], argv: list[str] | None = None) -> int:
+    """The command line of the lab's daemons (gateway, control plane): ``--state-dir DIR``, logs to stderr."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--state-dir", required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return serve(Path(args.state_dir))
 
 
 class LabError(ZonectlError):
