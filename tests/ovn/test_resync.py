@@ -44,3 +44,18 @@ def test_deleted_row_comes_back_and_bad_rules_keep_the_last_good_rows(lab) -> No
         assert _wait(lambda: resyncer.rounds > rounds and resyncer.last_error is not None)
         assert "unknown zone" in resyncer.last_error
         assert len(_owned(lab)) == len(lab.rules) + 6  # fail closed: the last good rows stay
+
+
+def test_a_stopping_loop_repairs_nothing(lab) -> None:
+    """A replica shutting down stops its drift loop first: rows the next leader deletes meanwhile stay deleted
+    (the loop's stale rule set would otherwise put them back: zonectl/operator/run.py ``stop_drift_first``)."""
+    with Resyncer(lab.nb, lambda: lab.rules, lab.settings, interval=60, min_gap=0.1) as resyncer:
+        assert _wait(lambda: len(_owned(lab)) == len(lab.rules) + 6)
+        resyncer.stop(wait=False)
+        rounds = resyncer.rounds
+        victim = _owned(lab)[0]
+        for sw in ("node1", "node2"):
+            lab.sb.nbctl("--if-exists", "remove", "Logical_Switch", sw, "acls", victim)
+        assert resyncer.run_once() is None and resyncer.rounds == rounds
+        time.sleep(1.0)  # what the running loop would have taken to see the change (min_gap 0.1 s)
+        assert len(_owned(lab)) == len(lab.rules) + 5 and victim not in _owned(lab)

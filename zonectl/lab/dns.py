@@ -15,6 +15,7 @@ is gone and ``ensure`` (``lab sync``) starts it again.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,15 +86,17 @@ def ensure(state: LabState, compiled: Compiled, topo: Topology) -> list[str]:
     return started
 
 
-def _wait_pods_resolve(topo: Topology, timeout: float = 20.0) -> None:
-    """Ready is when every pod gets an answer (through OVN, not only the server's own namespace)."""
+def _wait_pods_resolve(topo: Topology, timeout: float = 60.0) -> None:
+    """Ready is when every pod gets an answer (through OVN, not only the server's own namespace). The pods
+    ask at once (one process each), so a round takes a query's timeout, not one per pod."""
     name = topo.internet.names[0][0]
     waiting = {p.netns for p in topo.pods}
 
     def answered() -> bool:
-        for ns in sorted(waiting):
-            if query(ns, str(topo.dns), name, "AAAA", timeout=1.0) is not None:
-                waiting.discard(ns)
+        with ThreadPoolExecutor(max_workers=len(waiting) or 1) as pool:
+            got = dict(zip(sorted(waiting), pool.map(lambda ns: query(ns, str(topo.dns), name, "AAAA", timeout=1.0),
+                                                     sorted(waiting)), strict=True))
+        waiting.difference_update(ns for ns, answer in got.items() if answer is not None)
         return not waiting
 
     try:

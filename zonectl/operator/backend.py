@@ -59,6 +59,9 @@ class Backend(Protocol):
     def remove(self, policy: str) -> BackendReport:
         """Delete exactly the rows of ``policy``; everything else stays."""
 
+    def stop_drift(self) -> None:
+        """Stop repairing drift at once (SIGTERM): from here on, the next leader's changes are not drift."""
+
     def close(self) -> None:
         """Release the backend's connection (the controller's shutdown)."""
 
@@ -147,6 +150,10 @@ class OvnBackend:
                 self._last = (tuple(r for r in rules if r.policy != policy), keep - {policy})
             return report
 
+    def stop_drift(self) -> None:
+        if self.loop is not None:
+            self.loop.stop(wait=False)
+
     def close(self) -> None:
         if self.loop is not None:
             self.loop.stop()
@@ -194,6 +201,9 @@ class PublishedBackend:
     def _report(created: int, deleted: int, rows: int) -> BackendReport:
         return BackendReport(mode=PUBLISH, applied=bool(created or deleted), created=created, deleted=deleted,
                              rows=rows, summary=f"{rows} rules for the node agents: {created} added, {deleted} removed")
+
+    def stop_drift(self) -> None:
+        pass  # the node agents repair drift
 
     def close(self) -> None:
         pass

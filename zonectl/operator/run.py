@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +211,28 @@ def connect_backend(config: ControllerConfig, remote: str | None) -> Backend:
         raise StartupError(f"cannot use the OVN Northbound database: {exc}") from None
 
 
+async def stop_drift_first(ready: tuple[asyncio.Future[None], ...], stop: asyncio.Future[None],
+                           backend: Backend) -> None:
+    """Once both operators have started (and installed kopf's handlers), SIGTERM/SIGINT are ours: the drift
+    loop stops first, then the operators. kopf gives up its peering record while it shuts down, so the next
+    leader may already delete rows (a policy removed during a rollout) while this replica still runs; its
+    drift loop, left running, would put them back."""
+    await asyncio.gather(*ready)
+
+    def on_signal(sig: signal.Signals) -> None:
+        LOG.info("%s: stopping (the drift loop first)", sig.name)
+        backend.stop_drift()
+        if not stop.done():
+            stop.set_result(None)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (a test runs it in one)
+            return
+
+
 async def run(options: RunOptions) -> int:
     """Run until SIGTERM/SIGINT. Returns the exit status. (Logging is set up by the caller: ``configure_logging``.)"""
     config = load_controller_config(options.config_path)
@@ -244,18 +267,21 @@ async def run(options: RunOptions) -> int:
     gc.collect()
     gc.freeze()  # start-up objects leave the collector's view: no long GC pauses on the webhook path
 
-    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    ready: tuple[asyncio.Future[None], asyncio.Future[None]] = (loop.create_future(), loop.create_future())
     tasks = {
         asyncio.create_task(kopf.operator(
             registry=admission_reg, settings=admission_settings, clusterwide=True, standalone=True,
             liveness_endpoint=f"http://{Listen(metrics_listen.host, op.liveness_port)}/healthz",
-            stop_flag=stop), name="admission operator"),
+            stop_flag=stop, ready_flag=ready[0]), name="admission operator"),
         asyncio.create_task(kopf.operator(
             registry=controller_reg, settings=controller_settings, clusterwide=True,
             peering_name=op.peering_name, priority=peering_priority(op.peering_priority, time.time_ns() // 1000),
-            stop_flag=stop),
+            stop_flag=stop, ready_flag=ready[1]),
             name="controller operator"),
     }
+    signals = asyncio.create_task(stop_drift_first(ready, stop, backend), name="signal handlers")
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if not t.cancelled() and t.exception() is not None]
@@ -265,6 +291,7 @@ async def run(options: RunOptions) -> int:
     finally:
         if not stop.done():
             stop.set_result(None)
+        signals.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         ops.close()
         await asyncio.to_thread(backend.close)

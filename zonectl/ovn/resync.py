@@ -60,6 +60,8 @@ class Resyncer(NbWatchLoop):
             return self._round()
 
     def _round(self) -> SyncReport | None:
+        if self.stopping:  # a replica shutting down: the next leader may already be writing other rows
+            return None
         self.rounds += 1
         try:
             rules = self.rules()

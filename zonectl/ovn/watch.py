@@ -49,10 +49,15 @@ class NbWatchLoop:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, wait: bool = True) -> None:
+        """End the loop; ``wait=False`` only says so (no new round starts) without waiting for its thread."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
+        if wait and self._thread is not None:
             self._thread.join(timeout=self.nb.settings.timeout + 5)
 
     def __enter__(self) -> Self:
