@@ -388,10 +388,12 @@ class _QuietPipe:
 
 def main(argv: Sequence[str] | None = None) -> int:
     stdout = sys.stdout
-    sys.stdout = _QuietPipe(stdout)  # type: ignore[assignment]
+    quiet = _QuietPipe(stdout)
+    sys.stdout = quiet  # type: ignore[assignment]
     try:
         return _main(argv)
     finally:
+        quiet.flush()  # a buffered stdout (no PYTHONUNBUFFERED) meets the gone reader here, not at exit
         sys.stdout = stdout
 
 
