@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import zonectl
 
 from ..harness import probe
 from ..gateway.daemon import DaemonError, read_result, wait_result
@@ -33,7 +31,6 @@ from ..procs import WaitTimeout, alive, cmdline, wait_until
 from .state import LabError, LabState, ProcessRecord
 from .topology import Topology
 
-PACKAGE_ROOT = Path(zonectl.__file__).resolve().parents[1]
 GWD_PROGRAM = "zonectl.lab.gwd"  # what the daemon's command line contains (checked before signalling it)
 
 OVN_LAB_KEYS = ("controller", "tier", "allowAction", "denyAction", "priorityMin", "priorityMax", "nodePortPrefix")
@@ -84,16 +81,8 @@ def ovn_sync(nb_socket: Path, compiled: Compiled, *, mode: SyncMode = "repair") 
 
 def start_gateway(state: LabState, netns: str) -> dict[str, Any]:
     """Start the gateway daemon in ``netns`` and wait for its first apply; raise if it was refused."""
-    logs = state.state_dir / "logs"
-    logs.mkdir(exist_ok=True)
     (state.state_dir / "gateway" / RESULT_FILE).unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
-    with open(logs / "gateway.log", "ab") as log:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "zonectl.lab.gwd", "--state-dir", str(state.state_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    state.started_process(proc.pid, GWD_PROGRAM, "gateway daemon")
+    proc = state.spawn_daemon(GWD_PROGRAM, "gateway daemon", "gateway.log", prefix=("ip", "netns", "exec", netns))
     result = _wait_apply(state, 1, proc)
     if not result.get("ok"):
         raise LabError(f"the gateway refused the policies: {result.get('error')}")

@@ -37,7 +37,7 @@ from ..harness.controlplane import Binaries
 from ..harness.kubecluster import NS, KubeCluster
 from ..procs import alive, cmdline, kill_pid, wait_until
 from .inputs import LAB_NAMESPACE, LAB_POLICIES, Inputs, compile_inputs
-from .state import LabState, daemon_main
+from .state import PACKAGE_ROOT, LabState, daemon_main
 from .topology import Topology
 
 PROGRAM = "zonectl.lab.kube"  # what the daemon's command line contains (checked before signalling it)
@@ -64,9 +64,8 @@ def controller_config(root: Path, lab_config: dict[str, Any], nb: str) -> dict[s
     return config
 
 
-def not_ready(kube: KubeCluster) -> list[str]:
-    """``kind/name`` of every zone and policy whose Ready condition is not True."""
-    items = json.loads(kube.kubectl("get", KINDS, "-A", "-o", "json").stdout)["items"]
+def unready(items: list[dict[str, Any]]) -> list[str]:
+    """``kind/name`` of every object whose Ready condition is not True (none listed counts as not Ready)."""
     out = []
     for obj in items:
         conds = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
@@ -75,12 +74,17 @@ def not_ready(kube: KubeCluster) -> list[str]:
     return out if items else ["(no objects yet)"]
 
 
+def not_ready(kube: KubeCluster) -> list[str]:
+    """The zones and policies that are not Ready."""
+    return unready(json.loads(kube.kubectl("get", KINDS, "-A", "-o", "json").stdout)["items"])
+
+
 class LabKube:
     """The daemon's work (see the module docstring); ``info`` is what ``kube.json`` says."""
 
     def __init__(self, state: LabState) -> None:
         self.state = state
-        self.root = Path(__file__).resolve().parents[2]
+        self.root = PACKAGE_ROOT
         self.dir = state.state_dir / "kube"
         self.info: dict[str, Any] = {"phase": "starting", "pid": os.getpid(), "processes": [], "dirs": []}
         self.kube: KubeCluster | None = None
@@ -193,14 +197,7 @@ def start(state: LabState, *, timeout: float = READY_TIMEOUT + 120) -> dict[str,
     from .state import LabError
 
     logs = state.state_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    with open(logs / "kube.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", PROGRAM, "--state-dir", str(state.state_dir)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-    state.started_process(proc.pid, PROGRAM, "kubernetes control plane and zonectl controller")
+    proc = state.spawn_daemon(PROGRAM, "kubernetes control plane and zonectl controller", "kube.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = read_info(state.state_dir)
@@ -224,11 +221,7 @@ def get(state_dir: Path) -> tuple[str, bool]:
     js = subprocess.run([*cmd, "-o", "json"], capture_output=True, text=True, timeout=30)
     if shown.returncode != 0 or js.returncode != 0:
         return f"unavailable: {(shown.stderr or js.stderr).strip()}", False
-    items = json.loads(js.stdout)["items"]
-    ready = bool(items) and all(
-        any(c.get("type") == "Ready" and c.get("status") == "True" for c in (o.get("status") or {}).get("conditions") or [])
-        for o in items)
-    return shown.stdout.rstrip(), ready
+    return shown.stdout.rstrip(), not unready(json.loads(js.stdout)["items"])
 
 
 def stored_policies(state_dir: Path) -> list[dict[str, Any]]:

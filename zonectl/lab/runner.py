@@ -21,10 +21,10 @@ from ..harness.ovnk import CLUSTER_ROUTER
 import yaml
 
 from . import build, dns, enforce, kube, report, traffic
-from .enforce import PACKAGE_ROOT, Drift
+from .enforce import Drift
 from .inputs import LAB_NAMESPACE, LAB_POLICIES, Compiled, Inputs, compile_inputs
 from .matrix import observe, plan_inbound, plan_matrix, render_text
-from .state import LabError, LabState, teardown
+from .state import PACKAGE_ROOT, LabError, LabState, teardown
 from .topology import Topology, plan
 
 REQUIRED_TOOLS = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-controller", "ovs-vswitchd", "ovn-nbctl",

@@ -14,10 +14,14 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import zonectl
 
 from ..core.errors import ZonectlError
 from ..harness.netns import kill_netns_pids, list_netns, remove_etc, run
@@ -115,6 +119,21 @@ class LabState:
         self.processes.append(ProcessRecord(pid, program, what))
         self.save()
 
+    def spawn_daemon(self, module: str, what: str, log: str, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """``python -m module --state-dir DIR`` in a session of its own (``prefix``: e.g. ``ip netns exec NS``),
+        its output in logs/<log>, on the ledger; this source tree importable, as under ``lab up``."""
+        logs = self.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
+        with open(logs / log, "ab") as out:
+            proc = subprocess.Popen([*prefix, sys.executable, "-m", module, "--state-dir", str(self.state_dir)],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        self.started_process(proc.pid, module, what)
+        return proc
+
+
+PACKAGE_ROOT = Path(zonectl.__file__).resolve().parents[1]  # the source tree the lab's daemons import
 
 # Daemons that need longer than a few seconds to end what they started (the control plane's daemon
 # stops the controller, scheduler, controller-manager, API server and etcd, one after the other).
